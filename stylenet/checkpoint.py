@@ -1,0 +1,128 @@
+"""Checkpoint files: safetensors tensors + JSON metadata, never pickles.
+
+Two kinds share the format: a *model* file (what ships in weights/, fp16 by default) and a
+*training state* file (model + Adam state + step + RNG, fp32) that makes ``--resume`` exact.
+Writes go to a temporary file renamed into place, so a kill -9 never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .norms import NORM_KINDS
+from .transformer import TransformerNet
+
+FORMAT = "stylenet"
+VERSION = 1
+MODEL_KEYS = ("norm", "width", "style")
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archive, raw pickle protocol 2+
+
+
+class CheckpointError(ValueError):
+    """The file is not a stylenet checkpoint; the message says why in one line."""
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(tensors, str(tmp), metadata={FORMAT: json.dumps(meta)})
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The JSON metadata of a stylenet file; refuses pickles and foreign files without running them."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(PICKLE_MAGIC):
+        raise CheckpointError(f"{path}: looks like a pickled PyTorch checkpoint; stylenet only loads "
+                              "safetensors files because pickles can run arbitrary code")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(FORMAT)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+    if raw is None:
+        raise CheckpointError(f"{path}: safetensors file without stylenet metadata")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: stylenet metadata is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise CheckpointError(f"{path}: unsupported checkpoint format/version")
+    missing = [k for k in MODEL_KEYS if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: metadata lacks {', '.join(missing)}")
+    if meta["norm"] not in NORM_KINDS or not isinstance(meta["width"], int) or meta["width"] < 1:
+        raise CheckpointError(f"{path}: bad norm/width in metadata")
+    return meta
+
+
+def save_model(model: TransformerNet, meta: dict[str, Any], path: Path, half: bool = True) -> None:
+    """Ship a model: fp16 halves the size at no visible cost (inference runs in fp32)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    atomic_save(state, {**meta, "format": FORMAT, "version": VERSION, "kind": "model",
+                        "norm": model.norm, "width": model.width}, path)
+
+
+def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[TransformerNet, dict[str, Any]]:
+    """Build the network the metadata describes and load its weights (strict: every key must match)."""
+    meta = read_metadata(path)
+    tensors = load_file(str(path))
+    prefix = "model." if meta.get("kind") == "train_state" else ""
+    state = {k[len(prefix):]: v.float() if v.is_floating_point() else v
+             for k, v in tensors.items() if k.startswith(prefix)}
+    model = TransformerNet(norm=meta["norm"], width=meta["width"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise CheckpointError(f"{path}: tensors do not match a {meta['norm']} width-{meta['width']} "
+                              "network") from None
+    return model.to(device).eval(), meta
+
+
+def save_train_state(model: TransformerNet, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+                     meta: dict[str, Any], path: Path) -> None:
+    """Everything ``--resume`` needs, as tensors + JSON (Adam's param_groups go into the JSON)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value)
+    tensors["rng.data"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    atomic_save(tensors, {**meta, "format": FORMAT, "version": VERSION, "kind": "train_state",
+                          "norm": model.norm, "width": model.width,
+                          "param_groups": opt["param_groups"]}, path)
+
+
+def load_train_state(path: Path, model: TransformerNet, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator) -> dict[str, Any]:
+    """Restore model, optimizer and RNGs in place; returns the metadata (step, recipe, ...)."""
+    meta = read_metadata(path)
+    if meta.get("kind") != "train_state":
+        raise CheckpointError(f"{path}: not a training state file")
+    tensors = load_file(str(path))
+    device = next(model.parameters()).device
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value if name == "step" else value.to(device)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    generator.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta

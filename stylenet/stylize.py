@@ -1,0 +1,102 @@
+"""Inference: a loaded checkpoint turns a PIL photo into a stylized PIL photo of the same size.
+
+Speed-ups applied once at load time (measured in ``scripts/bench.py``): BatchNorm folded into the
+preceding conv (BN at eval is a fixed affine map), channels_last memory layout, inference mode.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .checkpoint import load_model
+from .data import to_tensor
+from .images import limit_size
+from .tiling import run_tiled
+from .train import pick_device
+from .weights import WEIGHTS_DIR, resolve
+
+TILE_ABOVE_PIXELS = 1536 * 1536  # larger inputs run tiled, keeping peak memory bounded
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Replace every Conv2d -> BatchNorm2d pair (in eval mode) with one equivalent Conv2d."""
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+                    setattr(module, bn_name, nn.Identity())
+    return model
+
+
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    array = tensor.clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+class Stylizer:
+    """One trained style, ready to apply. Load with ``Stylizer.load("starry_night/instance")``."""
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device, optimize: bool = True) -> None:
+        self.meta, self.device = meta, device
+        model = model.eval().to(device)
+        if optimize:
+            model = fold_batchnorm(model).to(memory_format=torch.channels_last)
+        self.model = model
+        self.channels_last = optimize
+
+    @classmethod
+    def load(cls, ref: str | Path, device: str = "auto", weights_dir: Path = WEIGHTS_DIR,
+             optimize: bool = True) -> "Stylizer":
+        dev = pick_device(device)
+        model, meta = load_model(resolve(ref, weights_dir))
+        return cls(model, meta, dev, optimize)
+
+    @property
+    def name(self) -> str:
+        return f"{self.meta['style']}/{self.meta['norm']}"
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) in [0, 1] -> same shape; tiled above ``TILE_ABOVE_PIXELS``."""
+        x = x.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if x.shape[-2] * x.shape[-1] > TILE_ABOVE_PIXELS:
+            return run_tiled(self.model, x)
+        return self.model(x).float()
+
+    def __call__(self, img: Image.Image, strength: float = 1.0, preserve_color: bool = False,
+                 max_size: int | None = None, alpha: Image.Image | None = None) -> Image.Image:
+        """Stylize an RGB image. ``strength`` blends with the photo (0 = photo, 1 = full style);
+        ``preserve_color`` keeps the photo's chroma and takes only luminance from the style;
+        ``alpha`` (as returned by ``images.open_image``) is re-attached to the result."""
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, got {strength}")
+        photo = limit_size(img.convert("RGB"), max_size)
+        if strength == 0:
+            out = photo.copy()
+        else:
+            styled = self.forward(to_tensor(photo).unsqueeze(0)).cpu()
+            if strength < 1:
+                styled = strength * styled + (1 - strength) * to_tensor(photo).unsqueeze(0)
+            out = to_pil(styled)
+        if preserve_color:
+            _, cb, cr = photo.convert("YCbCr").split()
+            out = Image.merge("YCbCr", (out.convert("YCbCr").getchannel("Y"), cb, cr)).convert("RGB")
+        if alpha is not None:
+            out.putalpha(limit_size(alpha, max_size).resize(out.size))
+        return out
+
+    def timed(self, img: Image.Image, **options: Any) -> tuple[Image.Image, float]:
+        """The stylized image and the seconds it took (for the app's per-model timings)."""
+        start = time.perf_counter()
+        out = self(img, **options)
+        return out, time.perf_counter() - start

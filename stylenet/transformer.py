@@ -1,0 +1,79 @@
+"""The feed-forward image transformation network of Johnson et al. (2016).
+
+Layout: reflection-padded 9x9 conv in, two stride-2 convs down, five residual blocks, two
+nearest-neighbour upsample + 3x3 conv stages (no transposed convs, which cause checkerboards), and
+a 9x9 conv out. Each conv but the last is followed by a pluggable norm (see ``norms.py``) and ReLU.
+
+Pixel convention: input and output are RGB float tensors in [0, 1], shape (N, 3, H, W). The raw
+output is not clamped so training gradients flow; ``stylize`` clamps it to [0, 1].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .norms import create_norm_layer
+
+DOWNSCALE = 4  # two stride-2 convs: the network works on sizes divisible by 4
+MIN_SIZE = 16  # smaller inputs are padded up so every reflection pad has room
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection pad + conv (+ norm + ReLU): padding by reflection avoids dark borders."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: str | None = "none",
+                 relu: bool = True) -> None:
+        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        if norm is not None:
+            layers.append(create_norm_layer(norm, cout))
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv+norm layers with an identity shortcut (no ReLU after the sum, as Johnson)."""
+
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ConvLayer(channels, channels, 3, norm=norm),
+                                  ConvLayer(channels, channels, 3, norm=norm, relu=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class UpsampleConv(nn.Module):
+    """Nearest-neighbour x2 upsample then conv: the checkerboard-free replacement for deconvolution."""
+
+    def __init__(self, cin: int, cout: int, norm: str) -> None:
+        super().__init__()
+        self.conv = ConvLayer(cin, cout, 3, norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class TransformerNet(nn.Module):
+    """Photo -> stylized photo. ``norm`` picks the normalization, ``width`` the first conv's channels."""
+
+    def __init__(self, norm: str = "instance", width: int = 32, num_residual: int = 5) -> None:
+        super().__init__()
+        create_norm_layer(norm, width)  # fail fast on a bad name
+        self.norm, self.width = norm, width
+        w = width
+        self.encoder = nn.Sequential(ConvLayer(3, w, 9, norm=norm), ConvLayer(w, 2 * w, 3, 2, norm=norm),
+                                     ConvLayer(2 * w, 4 * w, 3, 2, norm=norm))
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * w, norm) for _ in range(num_residual)])
+        self.decoder = nn.Sequential(UpsampleConv(4 * w, 2 * w, norm), UpsampleConv(2 * w, w, norm),
+                                     ConvLayer(w, 3, 9, norm=None, relu=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Any H, W (odd, tiny): pad up to a multiple of 4 (>= 16), run, crop back to the input size."""
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (max(MIN_SIZE, n + -n % DOWNSCALE) - n for n in (h, w))
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        y = self.decoder(self.residuals(self.encoder(x)))
+        return y[..., :h, :w]

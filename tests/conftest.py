@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny generated photos and a painting, so tests never need ../shared."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def smooth_image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
+    """A photo-like image: smooth colour gradients plus a few shapes (noise alone is not a photo)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    channels = [np.sin(xx * rng.uniform(2, 8) + rng.uniform(0, 6)) * np.cos(yy * rng.uniform(2, 8)) for _ in range(3)]
+    arr = (np.stack(channels, -1) * 0.5 + 0.5) * 255
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    for i in range(3):
+        smooth_image(i).save(folder / f"p{i}.jpg")
+    smooth_image(9).save(folder / "nested" / "deep.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    return folder
+
+
+@pytest.fixture
+def painting(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(42)
+    stripes = (np.indices((64, 64)).sum(0) // 4 % 2)[..., None] * np.array([200, 120, 30])
+    arr = np.clip(stripes + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+    path = tmp_path / "painting.png"
+    Image.fromarray(arr).save(path)
+    return path

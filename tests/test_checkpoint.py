@@ -1,0 +1,76 @@
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from stylenet.checkpoint import CheckpointError, load_model, read_metadata, save_model
+from stylenet.transformer import TransformerNet
+
+
+class Exploit:
+    """Unpickling this would create a marker file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_roundtrip_fp16_keeps_outputs(tmp_path):
+    torch.manual_seed(0)
+    net = TransformerNet("batch", width=8).eval()
+    net.encoder[0][2].running_mean.fill_(0.1)
+    path = tmp_path / "m.safetensors"
+    save_model(net, {"style": "stripes", "steps": 3}, path)
+    loaded, meta = load_model(path)
+    assert (meta["norm"], meta["width"], meta["style"], meta["steps"]) == ("batch", 8, "stripes", 3)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x), atol=2e-2, rtol=0)
+    assert path.stat().st_size < 0.6 * sum(t.numel() * 4 for t in net.state_dict().values())
+
+
+@pytest.mark.parametrize("how", ["torch_save", "raw_pickle"])
+def test_pickle_is_refused_and_never_executed(tmp_path, how):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.pth"
+    if how == "torch_save":
+        torch.save({"x": Exploit(marker)}, path)
+    else:
+        path.write_bytes(pickle.dumps(Exploit(marker)))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_foreign_and_corrupt_files_refused(tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(CheckpointError, match="without stylenet metadata"):
+        read_metadata(plain)
+    bad_meta = tmp_path / "bad.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bad_meta), metadata={"stylenet": json.dumps(
+        {"format": "stylenet", "version": 1, "norm": "quantum", "width": 8, "style": "x"})})
+    with pytest.raises(CheckpointError, match="bad norm"):
+        read_metadata(bad_meta)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(CheckpointError, match="not a valid safetensors"):
+        read_metadata(garbage)
+    with pytest.raises(CheckpointError, match="no such"):
+        read_metadata(tmp_path / "missing.safetensors")
+
+
+def test_mismatched_tensors_refused(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_model(TransformerNet("instance", width=8), {"style": "s"}, path)
+    meta = read_metadata(path)
+    from safetensors.torch import load_file
+    tensors = load_file(str(path))
+    meta["width"] = 16
+    save_file(tensors, str(path), metadata={"stylenet": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_model(path)

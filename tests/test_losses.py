@@ -1,0 +1,51 @@
+import numpy as np
+import torch
+
+from stylenet.losses import content_loss, gram_matrix, style_loss, total_variation
+from stylenet.vgg import keras_kernel_to_torch, layer_sequence
+
+
+def test_gram_by_hand():
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)  # C=2, H=1, W=2
+    expected = torch.tensor([[1 + 4, 3 + 8], [3 + 8, 9 + 16]]) / (2 * 1 * 2)
+    torch.testing.assert_close(gram_matrix(f)[0], expected)
+
+
+def test_gram_is_size_invariant_for_repeated_texture():
+    f = torch.randn(1, 3, 4, 4)
+    torch.testing.assert_close(gram_matrix(f.repeat(1, 1, 2, 2)) * 1, gram_matrix(f), rtol=1e-5, atol=1e-6)
+
+
+def test_style_and_content_zero_at_target_and_positive_elsewhere():
+    f = {"a": torch.rand(2, 3, 5, 5), "b": torch.rand(2, 4, 3, 3)}
+    grams = {k: gram_matrix(v[:1]) for k, v in f.items()}
+    same = {k: v[:1].repeat(2, 1, 1, 1) for k, v in f.items()}
+    assert style_loss(same, grams).item() < 1e-10
+    assert style_loss(f, grams).item() > 1e-4
+    assert content_loss(f["a"], f["a"]).item() == 0
+    # relative: scaling features and target together does not change the content loss
+    torch.testing.assert_close(content_loss(f["a"] * 100, f["a"].flip(0) * 100), content_loss(f["a"], f["a"].flip(0)))
+
+
+def test_total_variation_by_hand():
+    img = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).view(1, 1, 2, 2)
+    assert total_variation(img).item() == 1.0  # vertical diffs 0, horizontal diffs all 1
+    assert total_variation(torch.ones(1, 3, 4, 4)).item() == 0
+
+
+def test_keras_kernel_conversion_hand_checked():
+    # HWIO kernel: 2x2 spatial, 1 input channel, 2 output channels
+    kernel = np.zeros((2, 2, 1, 2), dtype=np.float32)
+    kernel[0, 1, 0, 0] = 1.0  # out 0 picks the top-right tap
+    kernel[1, 0, 0, 1] = 2.0  # out 1 doubles the bottom-left tap
+    w = keras_kernel_to_torch(kernel)
+    assert w.shape == (2, 1, 2, 2)
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
+    y = torch.nn.functional.conv2d(x, w)  # cross-correlation, like TF
+    assert y.flatten().tolist() == [2.0, 6.0]
+
+
+def test_vgg_layer_sequence_stops_at_requested_relu():
+    seq = layer_sequence("relu2_1")
+    assert [name for _, name in seq] == ["block1_conv1", "relu1_1", "block1_conv2", "relu1_2", "pool1",
+                                         "block2_conv1", "relu2_1"]
