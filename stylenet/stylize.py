@@ -84,7 +84,7 @@ class Stylizer:
         if strength == 0:
             out = photo.copy()
         else:
-            styled = self.forward(to_tensor(photo).unsqueeze(0)).cpu()
+            styled = self.forward(to_tensor(photo).unsqueeze(0)).cpu().clamp(0, 1)
             if strength < 1:
                 styled = strength * styled + (1 - strength) * to_tensor(photo).unsqueeze(0)
             out = to_pil(styled)

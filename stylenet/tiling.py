@@ -74,7 +74,7 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 
 @torch.inference_mode()
-def run_tiled(model: nn.Module, x: torch.Tensor, tile: int = 512, overlap: int = 64,
+def run_tiled(model: nn.Module, x: torch.Tensor, tile: int = 512, overlap: int = 96,
               stats_size: int = 1024) -> torch.Tensor:
     """``model(x)`` for a (1, 3, H, W) tensor, computed tile by tile.
 

@@ -41,3 +41,24 @@ def painting(tmp_path: Path) -> Path:
     path = tmp_path / "painting.png"
     Image.fromarray(arr).save(path)
     return path
+
+
+def make_checkpoint(path: Path, norm: str, style: str = "stripes", width: int = 8) -> Path:
+    """A small untrained checkpoint with realistic (non-default) BN running statistics."""
+    import torch
+
+    from stylenet.checkpoint import save_model
+    from stylenet.transformer import TransformerNet
+
+    torch.manual_seed(1)
+    net = TransformerNet(norm, width).train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.rand(2, 3, 32, 32))
+    save_model(net.eval(), {"style": style, "steps": 0}, path)
+    return path
+
+
+@pytest.fixture
+def checkpoints(tmp_path: Path) -> dict[str, Path]:
+    return {norm: make_checkpoint(tmp_path / f"stripes_{norm}.safetensors", norm) for norm in ("batch", "instance")}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One command per job on a fresh machine:
+#   bash setup.sh app [--host H --port P --share]   install the runtime and start the web app
+#   bash setup.sh test [pytest args]                  install everything and run the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+[ -d .venv ] || python3 -m venv .venv
+. .venv/bin/activate
+pip_install() { pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored" || true; }
+case "${1:-}" in
+  app)
+    pip_install -r requirements.txt
+    shift; exec python app.py "$@" ;;
+  test)
+    pip_install -r requirements-dev.txt
+    if [ ! -x /usr/bin/chromium ]; then
+      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+      ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver) \
+        > /tmp/stylenet-apt.log 2>&1 || echo "warning: could not install chromium; the browser test will be skipped"
+    fi
+    shift; exec python -m pytest -q "$@" tests ;;
+  *)
+    echo "usage: bash setup.sh app|test [args]" >&2; exit 2 ;;
+esac

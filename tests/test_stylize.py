@@ -1,0 +1,94 @@
+"""Inference: folding, tiling, strength, colour preservation, alpha."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylenet.checkpoint import load_model
+from stylenet.stylize import Stylizer, fold_batchnorm
+from stylenet.tiling import run_tiled
+
+from .conftest import smooth_image
+
+
+def test_folded_batchnorm_matches_plain_forward(checkpoints):
+    plain, _ = load_model(checkpoints["batch"])
+    folded, _ = load_model(checkpoints["batch"])
+    fold_batchnorm(folded)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), plain(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_tiled_matches_untiled(checkpoints, norm):
+    """Tolerance (pixels in 0..1): mean abs difference < 0.005, 99th percentile < 0.05. Tiles see
+    less context near their borders (this untrained net has a wide, chaotic receptive field; trained
+    ones differ far less); the overlap blend hides that."""
+    model, _ = load_model(checkpoints[norm])
+    x = to_batch(smooth_image(5, (300, 260)))
+    with torch.no_grad():
+        whole = model(x)
+    tiled = run_tiled(model, x, tile=192, overlap=64, stats_size=300)
+    diff = (tiled - whole).abs()
+    assert diff.mean() < 0.005 and torch.quantile(diff.flatten()[::5], 0.99) < 0.05, diff.mean()
+    assert not any(type(m).__name__ == "FrozenStatsNorm" for m in model.modules())  # model restored
+
+
+def test_instance_tiles_without_frozen_statistics_would_seam(checkpoints):
+    """The reason for frozen statistics: per-tile IN statistics change the output a lot."""
+    model, _ = load_model(checkpoints["instance"])
+    x = to_batch(smooth_image(5, (300, 260)))
+    with torch.no_grad():
+        whole = model(x)
+        naive = torch.cat([model(x[..., :, :130]), model(x[..., :, 130:])], dim=-1)
+    frozen = run_tiled(model, x, tile=192, overlap=64, stats_size=300)
+    assert (naive - whole).abs().mean() > 3 * (frozen - whole).abs().mean()
+
+
+def to_batch(img):
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
+
+
+def test_strength_zero_is_the_photo_and_size_kept(checkpoints):
+    stylizer = Stylizer.load(checkpoints["instance"], device="cpu")
+    photo = smooth_image(7, (45, 31))
+    assert np.array_equal(np.asarray(stylizer(photo, strength=0)), np.asarray(photo))
+    full, half = stylizer(photo), stylizer(photo, strength=0.5)
+    assert full.size == photo.size
+    mid = (np.asarray(full, float) + np.asarray(photo, float)) / 2
+    assert np.abs(np.asarray(half, float) - mid).max() <= 1.0
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        stylizer(photo, strength=1.5)
+
+
+class Greyish(torch.nn.Module):
+    """A stand-in 'style' that drains colour and lowers contrast, with a known output range."""
+
+    def forward(self, x):
+        return x.mean(1, keepdim=True).expand_as(x) * 0.6 + 0.2
+
+
+def test_preserve_color_keeps_chroma():
+    stylizer = Stylizer(Greyish(), {"style": "grey", "norm": "none"}, torch.device("cpu"))
+    photo = smooth_image(8, (40, 40))
+    chroma_in = np.asarray(photo.convert("YCbCr"), float)[..., 1:]
+    grey = np.asarray(stylizer(photo).convert("YCbCr"), float)
+    kept = np.asarray(stylizer(photo, preserve_color=True).convert("YCbCr"), float)
+    assert np.abs(grey[..., 1:] - 128).max() <= 1  # without the flag: no colour at all
+    assert np.abs(kept[..., 1:] - chroma_in).mean() < 2.0  # with it: the photo's colour
+    assert np.abs(kept[..., 0] - grey[..., 0]).mean() < 2.0  # and the style's luminance
+
+
+def test_alpha_reattached_and_max_size(checkpoints):
+    stylizer = Stylizer.load(checkpoints["instance"], device="cpu")
+    photo = smooth_image(9, (80, 40))
+    alpha = Image.linear_gradient("L").resize((80, 40))
+    out = stylizer(photo, alpha=alpha, max_size=40)
+    assert out.mode == "RGBA" and out.size == (40, 20)
+
+
+def test_unknown_weights_name(tmp_path):
+    with pytest.raises(ValueError, match="neither a checkpoint file nor a shipped model"):
+        Stylizer.load("nowhere/instance", weights_dir=tmp_path)

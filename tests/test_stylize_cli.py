@@ -1,0 +1,66 @@
+"""scripts/stylize.py end to end on a temp folder with good, broken and odd files."""
+import subprocess
+import sys
+
+from PIL import Image
+
+from .conftest import ROOT, smooth_image
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "stylize.py"), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_folder_with_failures_then_skip_existing(tmp_path, checkpoints):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    smooth_image(1).save(src / "a.jpg")
+    smooth_image(2).convert("RGBA").save(src / "b.png")
+    smooth_image(3).save(src / "sub" / "c.webp")
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "notes.png").write_text("not an image")
+    (src / "logo.svg").write_text("<svg/>")
+    out = tmp_path / "out" / "nested"
+    args = [src, "--weights", checkpoints["batch"], "--weights", checkpoints["instance"], "--out", out,
+            "--recursive", "--device", "cpu"]
+    first = run(*args)
+    assert first.returncode == 1, first.stderr
+    made = sorted(p.name for p in out.iterdir())
+    assert made == sorted(f"{s}_stripes_{n}.png" for s in "abc" for n in ("batch", "instance"))
+    assert Image.open(out / "b_stripes_instance.png").mode == "RGBA"  # alpha kept
+    assert Image.open(out / "a_stripes_batch.png").size == (48, 40)
+    failed = [line for line in first.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 6  # 3 bad files x 2 models, one line each
+    assert any("empty file" in line for line in failed) and any("not an image" in line for line in failed)
+    assert any("vector images are not supported" in line for line in failed)
+    assert "Traceback" not in first.stderr
+    assert "done: 6 written, 0 skipped (existing), 6 failed" in first.stdout
+
+    (src / "empty.jpg").unlink()
+    (src / "notes.png").unlink()
+    (src / "logo.svg").unlink()
+    again = run(*args, "--skip-existing")
+    assert again.returncode == 0, again.stderr
+    assert "done: 0 written, 6 skipped (existing), 0 failed" in again.stdout
+
+
+def test_usage_errors_exit_2(tmp_path, checkpoints):
+    photo = tmp_path / "p.jpg"
+    smooth_image(4).save(photo)
+    assert run(photo, "--weights", "nowhere/instance", "--out", tmp_path).returncode == 2
+    assert run(photo, "--weights", checkpoints["batch"], "--out", tmp_path, "--strength", "2").returncode == 2
+    assert run("--out", tmp_path).returncode == 2
+    pickled = tmp_path / "evil.pth"
+    pickled.write_bytes(b"\x80\x04K\x01.")
+    result = run(photo, "--weights", pickled, "--out", tmp_path)
+    assert result.returncode == 2 and "pickle" in result.stderr
+
+
+def test_jpeg_format_never_overwrites_input(tmp_path, checkpoints):
+    src = tmp_path / "x_stripes_batch.jpg"
+    smooth_image(5).save(src)
+    original = src.read_bytes()
+    result = run(tmp_path / "x.jpg", src, "--weights", checkpoints["batch"], "--out", tmp_path, "--format", "jpg")
+    assert src.read_bytes() == original
+    assert result.returncode == 1 and "would overwrite an input" in result.stderr
