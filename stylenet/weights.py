@@ -26,3 +26,41 @@ def resolve(ref: str | Path, weights_dir: Path = WEIGHTS_DIR) -> Path:
             return Path(weights_dir) / entry["file"]
     names = ", ".join(f"{e['style']}/{e['norm']}" for e in load_manifest(weights_dir)) or "none shipped"
     raise ValueError(f"{ref}: neither a checkpoint file nor a shipped model ({names})")
+
+
+def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
+    """Describe every model file in ``weights_dir`` (from its own metadata) and write manifest.json.
+
+    Paintings are looked up in ``styles/`` with titles from ``styles/SOURCES.csv``; models trained
+    on contrast-normalized photos are marked as experiments (the app does not offer them).
+    """
+    import csv
+    import hashlib
+
+    from .checkpoint import read_metadata
+
+    weights_dir = Path(weights_dir)
+    titles: dict[str, str] = {}
+    sources = weights_dir / "styles" / "SOURCES.csv"
+    if sources.is_file():
+        with open(sources, newline="") as f:
+            titles = {Path(row["file"]).stem: row["painting"] for row in csv.DictReader(f)}
+    models = []
+    for path in sorted(weights_dir.glob("*.safetensors")):
+        if path.name.endswith(".train.safetensors"):
+            continue
+        meta = read_metadata(path)
+        recipe = meta.get("recipe", {})
+        entry = {"style": meta["style"], "norm": meta["norm"], "file": path.name,
+                 "title": titles.get(meta["style"], meta["style"]), "width": meta["width"],
+                 "steps": meta.get("steps"), "recipe": recipe, "final_losses": meta.get("final_losses"),
+                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+        if (weights_dir / "styles" / f"{meta['style']}.jpg").is_file():
+            entry["painting"] = f"styles/{meta['style']}.jpg"
+        if path.with_suffix(".csv").is_file():
+            entry["log"] = path.with_suffix(".csv").name
+        if recipe.get("contrast_normalize"):
+            entry["experiment"] = "contrast_normalize"
+        models.append(entry)
+    (weights_dir / "manifest.json").write_text(json.dumps({"models": models}, indent=1) + "\n")
+    return models

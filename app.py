@@ -1,0 +1,231 @@
+"""stylenet web app: BN and IN side by side, and a "why IN?" explorer.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--weights-dir weights]
+
+Needs no training and no VGG: it reads weights/manifest.json at start.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import torch
+from PIL import Image
+
+from stylenet import explain
+from stylenet.checkpoint import load_model
+from stylenet.data import to_tensor
+from stylenet.images import ImageError, limit_size, open_image
+from stylenet.stylize import Stylizer
+from stylenet.weights import WEIGHTS_DIR, load_manifest
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES = ROOT / "examples"
+FIGURES = ROOT / "docs" / "figures"
+NORM_ORDER = ("batch", "instance", "layer", "group", "none")
+NORM_LABEL = {"batch": "BN", "instance": "IN", "layer": "LN", "group": "GN", "none": "no norm"}
+MAX_UPLOAD = "15mb"
+MAX_PIXELS = 40_000_000  # refused before decoding
+MAX_SIDE = 1024  # resolution cap for the UI: bounds memory and latency per request
+EXPLAIN_SIDE = 256  # the experiments run several forwards: keep them small and snappy
+
+
+@dataclass
+class Style:
+    """One painting and its models (norm -> stylizer), plus un-optimized copies for the experiments."""
+
+    name: str
+    title: str
+    painting: Path | None
+    models: dict[str, Stylizer]
+    raw: dict[str, torch.nn.Module]
+
+
+def load_styles(weights_dir: Path) -> dict[str, Style]:
+    styles: dict[str, Style] = {}
+    for entry in sorted(load_manifest(weights_dir), key=lambda e: NORM_ORDER.index(e["norm"])):
+        if entry.get("experiment"):
+            continue
+        path = weights_dir / entry["file"]
+        style = styles.setdefault(entry["style"], Style(
+            entry["style"], entry.get("title", entry["style"]),
+            weights_dir / entry["painting"] if entry.get("painting") else None, {}, {}))
+        style.models[entry["norm"]] = Stylizer.load(path, device="cpu")
+        style.raw[entry["norm"]] = load_model(path)[0]
+    return styles
+
+
+def read_upload(path: str | None, max_side: int) -> Image.Image:
+    """The user's photo, safely opened, capped at ``max_side``; gr.Error (shown in the UI) otherwise."""
+    if not path:
+        raise gr.Error("Upload a photo or pick an example first.")
+    try:
+        img, _ = open_image(path, max_pixels=MAX_PIXELS)
+    except ImageError as exc:
+        raise gr.Error(str(exc).replace(str(path), Path(path).name)) from None
+    return limit_size(img, max_side)
+
+
+def photo_input(label: str, height: int) -> gr.Image:
+    """An image upload whose bad files become a friendly gr.Error instead of Gradio's internal one.
+
+    ``image_mode=None`` makes Gradio pass the uploaded file's path through untouched, so decoding
+    happens once, in ``read_upload``, behind the pixel-count guard.
+    """
+    component = gr.Image(type="filepath", image_mode=None, label=label, sources=["upload", "clipboard"],
+                         height=height)
+    gradio_preprocess = component.preprocess
+
+    def preprocess(payload):  # noqa: ANN001, ANN202 - Gradio's own signature
+        try:
+            return gradio_preprocess(payload)
+        except Exception as exc:  # any decoder error: the user only needs to know the file is unusable
+            name = getattr(payload, "orig_name", None) or "upload"
+            raise gr.Error(f"{name}: not a readable image ({type(exc).__name__})") from None
+
+    component.preprocess = preprocess
+    return component
+
+
+def build(styles: dict[str, Style]) -> gr.Blocks:
+    names = sorted(styles, key=lambda n: n != "starry_night")  # the flagship style first
+    if not names:
+        raise SystemExit("no models found: weights/manifest.json is missing or empty (see README: training)")
+
+    def painting(name: str) -> str | None:
+        p = styles[name].painting
+        return str(p) if p and p.is_file() else None
+
+    def compare(photo: str | None, style: str, strength: float = 1.0, preserve_color: bool = False,
+                max_side: int = 768):
+        """Run every norm's model for ``style`` on the photo; BN | IN for the slider, all for the row."""
+        if style not in styles:
+            raise gr.Error(f"Unknown style {style!r}; choose one of: {', '.join(names)}")
+        img = read_upload(photo, int(min(max_side, MAX_SIDE)))
+        results, gallery = {}, []
+        for norm, stylizer in styles[style].models.items():
+            out, seconds = stylizer.timed(img, strength=float(strength), preserve_color=bool(preserve_color))
+            results[norm] = out
+            gallery.append((out, f"{NORM_LABEL[norm]} — {seconds:.2f} s"))
+        pair = (results.get("batch", img), results.get("instance", img))
+        note = f"{img.width}x{img.height} px, {len(results)} models"
+        return pair, gallery, note
+
+    def why_in(photo: str | None, style: str):
+        """The four live experiments on the user's photo, for the style's BN and IN models."""
+        if style not in styles or not {"batch", "instance"} <= set(styles[style].raw):
+            raise gr.Error("This style needs both a BN and an IN model")
+        img = read_upload(photo, EXPLAIN_SIDE)
+        x = to_tensor(img).unsqueeze(0)
+        others = torch.stack([to_tensor(o.resize(img.size)) for o in example_photos(3)])
+        bn, inorm = styles[style].raw["batch"], styles[style].raw["instance"]
+        pil = lambda t: Image.fromarray(t.clamp(0, 1)[0].mul(255).byte().permute(1, 2, 0).numpy())  # noqa: E731
+        trained, evaluated, d_mode = explain.train_vs_eval(bn, x)
+        bn_alone, bn_batched, d_bn = explain.batch_dependence(bn, x, others)
+        in_alone, in_batched, d_in = explain.batch_dependence(inorm, x, others)
+        bn_lo, bn_hi, c_bn = explain.contrast_sensitivity(bn, x)
+        in_lo, in_hi, c_in = explain.contrast_sensitivity(inorm, x)
+        stats = explain.statistics_figure({"BN": explain.first_norm_statistics(bn, x),
+                                           "IN": explain.first_norm_statistics(inorm, x)})
+        lo, hi = explain.with_contrast(x, 0.4), explain.with_contrast(x, 1.6)
+        return ([(pil(trained), "BN, train mode (batch statistics)"), (pil(evaluated), "BN, eval mode (running statistics)")],
+                f"**Mean abs difference: {d_mode:.4f}** — BN's output depends on the mode.",
+                [(pil(explain.diff_image(bn_alone, bn_batched)), f"BN |alone − batched| ×4: {d_bn:.4f}"),
+                 (pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")],
+                f"**BN changes by {d_bn:.4f}, IN by {d_in:.4f}** (mean abs difference, train mode, batch of 4).",
+                [(pil(lo), "photo, contrast ×0.4"), (pil(hi), "photo, contrast ×1.6"),
+                 (pil(bn_lo), "BN on low"), (pil(bn_hi), "BN on high"), (pil(in_lo), "IN on low"), (pil(in_hi), "IN on high")],
+                f"**Low vs high contrast: BN outputs differ by {c_bn:.4f}, IN outputs by {c_in:.4f}** — IN removes "
+                "per-image contrast before styling.",
+                stats)
+
+    with gr.Blocks(title="stylenet: BN vs IN") as demo:
+        gr.Markdown("# stylenet — Batch Norm vs Instance Norm for fast style transfer\n"
+                    "Same network, same recipe, same training photos: only the normalization layer differs.")
+        with gr.Tab("Compare"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    photo = photo_input("Your photo", 300)
+                    style = gr.Dropdown(names, value=names[0], label="Style")
+                    thumb = gr.Image(value=painting(names[0]), label="Painting", interactive=False, height=160)
+                    strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (0 = photo, 1 = full style)")
+                    keep = gr.Checkbox(label="Preserve the photo's colours")
+                    side = gr.Slider(128, MAX_SIDE, value=768, step=32, label="Resolution cap (longest side, px)")
+                    run = gr.Button("Stylize with BN and IN", variant="primary", elem_id="compare-btn")
+                with gr.Column(scale=2):
+                    slider = gr.ImageSlider(label="BN  |  IN  (drag to compare)", type="pil", elem_id="bn-in-slider",
+                                            max_height=520)
+                    row = gr.Gallery(label="All norms (click to enlarge, download from the viewer)", columns=5,
+                                     height=240, elem_id="all-results", format="png")
+                    note = gr.Markdown()
+            gr.Examples([[str(p)] for p in example_photos(4, paths=True)], inputs=[photo], label="Example photos")
+            style.change(painting, style, thumb, api_name=False)
+            run.click(compare, [photo, style, strength, keep, side], [slider, row, note], api_name="compare")
+        with gr.Tab("Why IN?"):
+            gr.Markdown(explain_text())
+            gr.Plot(explain.norm_axes_figure(), label="Which axes each norm averages over")
+            with gr.Row():
+                xphoto = photo_input("Photo for the experiments", 220)
+                xstyle = gr.Dropdown([n for n in names if {"batch", "instance"} <= set(styles[n].raw)],
+                                     value=names[0], label="Style")
+            xrun = gr.Button("Run the experiments", variant="primary")
+            gr.Markdown("### (a) BN: train mode vs eval mode")
+            a_img, a_txt = gr.Gallery(columns=2, height=220), gr.Markdown()
+            gr.Markdown("### (b) Alone vs in a batch with three other photos")
+            b_img, b_txt = gr.Gallery(columns=2, height=220), gr.Markdown()
+            gr.Markdown("### (c) Contrast test: the same photo at low and high contrast")
+            c_img, c_txt = gr.Gallery(columns=6, height=200), gr.Markdown()
+            gr.Markdown("### (d) Feature statistics around the first norm layer")
+            d_plot = gr.Plot()
+            xrun.click(why_in, [xphoto, xstyle], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot], api_name="why_in")
+        with gr.Tab("Training report"):
+            report_tab()
+    return demo
+
+
+def example_photos(count: int, paths: bool = False) -> list:
+    files = sorted(EXAMPLES.glob("skimage_*.jpg"))[:count] or sorted(EXAMPLES.glob("*.jpg"))[:count]
+    return files if paths else [Image.open(f).convert("RGB") for f in files]
+
+
+def explain_text() -> str:
+    return ("All four layers compute *(x − mean) / std* and then a learned per-channel scale and shift; they differ "
+            "in **which values share one mean and variance**:\n\n"
+            "- **BN** — per channel over the whole batch (N, H, W). At test time it uses running averages from "
+            "training, so outputs depend on the batch while training and on the training data afterwards.\n"
+            "- **IN** — per image *and* channel over (H, W). Identical at train and test time, and it strips each "
+            "image's own contrast and colour statistics — exactly the 'style' of the input photo.\n"
+            "- **LN** — per image over (C, H, W). **GN** — per image over groups of channels: G = 1 is LN, G = C is IN.")
+
+
+def report_tab() -> None:
+    """Loss curves, the comparison grid and the measured table, as written by scripts/compare.py."""
+    table = FIGURES / "comparison.md"
+    gr.Markdown(table.read_text() if table.is_file() else "Run `python scripts/compare.py` to build the report.")
+    for name, label in (("loss_curves.png", "Training loss curves, BN vs IN"),
+                        ("contrast_control.png", "Huang & Belongie control: contrast-normalized photos"),
+                        ("grid.png", "Held-out photos: painting, BN, IN, LN, GN")):
+        if (FIGURES / name).is_file():
+            gr.Image(str(FIGURES / name), label=label, interactive=False)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="stylenet web app")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("STYLENET_PORT", 7860)))
+    p.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
+    p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+    args = p.parse_args()
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    demo = build(load_styles(args.weights_dir))
+    # Two requests run at once (each uses the CPU fully); up to 32 wait their turn in order.
+    demo.queue(max_size=32, default_concurrency_limit=2)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
+                show_error=True)
+
+
+if __name__ == "__main__":
+    main()
