@@ -32,10 +32,10 @@ class FrozenStatsNorm(nn.Module):
             self.stats = (grouped.mean(-1), grouped.var(-1, unbiased=False))
             return self.norm(x)
         mean, var = (s.repeat_interleave(c // self.groups, dim=1).view(n, c, 1, 1) for s in self.stats)
-        y = (x - mean) * torch.rsqrt(var + self.norm.eps)
+        y = (x.float() - mean) * torch.rsqrt(var + self.norm.eps)
         if self.norm.weight is not None:
-            y = y * self.norm.weight.view(1, c, 1, 1) + self.norm.bias.view(1, c, 1, 1)
-        return y
+            y = y * self.norm.weight.float().view(1, c, 1, 1) + self.norm.bias.float().view(1, c, 1, 1)
+        return y.to(x.dtype)
 
 
 @contextmanager
