@@ -131,13 +131,15 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
         stats = explain.statistics_figure({"BN": explain.first_norm_statistics(bn, x),
                                            "IN": explain.first_norm_statistics(inorm, x)})
         lo, hi = explain.with_contrast(x, 0.4), explain.with_contrast(x, 1.6)
-        return ([(pil(trained), "BN, train mode (batch statistics)"), (pil(evaluated), "BN, eval mode (running statistics)")],
+        return ([(pil(trained), "BN, train mode (batch statistics)"),
+                 (pil(evaluated), "BN, eval mode (running statistics)")],
                 f"**Mean abs difference: {d_mode:.4f}** — BN's output depends on the mode.",
                 [(pil(explain.diff_image(bn_alone, bn_batched)), f"BN |alone − batched| ×4: {d_bn:.4f}"),
                  (pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")],
                 f"**BN changes by {d_bn:.4f}, IN by {d_in:.4f}** (mean abs difference, train mode, batch of 4).",
                 [(pil(lo), "photo, contrast ×0.4"), (pil(hi), "photo, contrast ×1.6"),
-                 (pil(bn_lo), "BN on low"), (pil(bn_hi), "BN on high"), (pil(in_lo), "IN on low"), (pil(in_hi), "IN on high")],
+                 (pil(bn_lo), "BN on low"), (pil(bn_hi), "BN on high"),
+                 (pil(in_lo), "IN on low"), (pil(in_hi), "IN on high")],
                 f"**Low vs high contrast: BN outputs differ by {c_bn:.4f}, IN outputs by {c_in:.4f}** — IN removes "
                 "per-image contrast before styling.",
                 stats)
@@ -198,7 +200,8 @@ def explain_text() -> str:
             "training, so outputs depend on the batch while training and on the training data afterwards.\n"
             "- **IN** — per image *and* channel over (H, W). Identical at train and test time, and it strips each "
             "image's own contrast and colour statistics — exactly the 'style' of the input photo.\n"
-            "- **LN** — per image over (C, H, W). **GN** — per image over groups of channels: G = 1 is LN, G = C is IN.")
+            "- **LN** — per image over (C, H, W). "
+            "**GN** — per image over groups of channels: G = 1 is LN, G = C is IN.")
 
 
 def report_tab() -> None:

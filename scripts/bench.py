@@ -76,7 +76,7 @@ def bench_norm(ref: str, sizes: list[int], repeats: int, compile_: bool) -> None
         results = {}
         with torch.inference_mode():
             for name, fn in runs.items():
-                results[name] = best_ms(lambda: fn(x), repeats) / (size * size / 1e6)
+                results[name] = best_ms(lambda fn=fn, x=x: fn(x), repeats) / (size * size / 1e6)
         base = results["eager"]
         print(f"{size:>5}² " + " ".join(f"{ms:8.0f} ms/MP {base / ms:4.2f}x".rjust(16) for ms in results.values()))
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tqdm import tqdm  # noqa: E402
 
 from stylenet.checkpoint import CheckpointError  # noqa: E402
-from stylenet.data import IMAGE_SUFFIXES, list_images  # noqa: E402
+from stylenet.data import IMAGE_SUFFIXES  # noqa: E402
 from stylenet.images import VECTOR_SUFFIXES, ImageError, open_image  # noqa: E402
 from stylenet.stylize import Stylizer  # noqa: E402
 

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Recipe(style=args.style, content=args.content, norm=args.norm, width=args.width, steps=args.steps,
                     image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
                     content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-                    style_size=args.style_size, style_warmup=args.style_warmup, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                    style_size=args.style_size, style_warmup=args.style_warmup, seed=args.seed,
+                    checkpoint_every=args.checkpoint_every,
                     log_every=args.log_every, contrast_normalize=args.contrast_normalize)
     try:
         meta = train(recipe, out, device=args.device, resume=args.resume, log=args.log,

@@ -25,7 +25,8 @@ JOBS = [  # (painting, norm, steps, extra flags), most important first
     ("starry_night", "layer", 600, []), ("starry_night", "group", 600, []),
 ]
 CONTRAST_JOBS = [  # Huang & Belongie control: same recipe, contrast-normalized photos, shorter
-    ("starry_night", "instance", 300, ["--contrast-normalize"]), ("starry_night", "batch", 300, ["--contrast-normalize"]),
+    ("starry_night", "instance", 300, ["--contrast-normalize"]),
+    ("starry_night", "batch", 300, ["--contrast-normalize"]),
 ]
 
 

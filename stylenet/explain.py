@@ -40,7 +40,8 @@ def train_vs_eval(model: nn.Module, photo: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 @torch.inference_mode()
-def batch_dependence(model: nn.Module, photo: torch.Tensor, others: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+def batch_dependence(model: nn.Module, photo: torch.Tensor,
+                     others: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The photo stylized alone vs in a batch with ``others``, both in train mode (how a norm sees
     images while learning). BN's statistics mix the batch; IN's do not."""
     net = copy.deepcopy(model).train()

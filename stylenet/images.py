@@ -21,7 +21,8 @@ class ImageError(ValueError):
     """An input that cannot be stylized; ``str()`` is the one-line reason shown to the user."""
 
 
-def open_image(source: str | Path | IO[bytes], max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, Image.Image | None]:
+def open_image(source: str | Path | IO[bytes],
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, Image.Image | None]:
     """Return (RGB image, alpha channel or None) for a path or binary file object."""
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload")
     if isinstance(source, (str, Path)):

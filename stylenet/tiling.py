@@ -40,7 +40,8 @@ class FrozenStatsNorm(nn.Module):
 
 @contextmanager
 def frozen_statistics(model: nn.Module) -> Iterator[list[FrozenStatsNorm]]:
-    """Temporarily wrap every per-image norm of ``model``; restores the model on exit."""
+    """Temporarily wrap every per-image norm of ``model``; restores the model on exit. The
+    wrappers start in ``record`` mode, which behaves exactly like the wrapped norm."""
     wrapped: list[tuple[nn.Module, str, nn.Module]] = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
@@ -75,15 +76,16 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 @torch.inference_mode()
 def run_tiled(model: nn.Module, x: torch.Tensor, tile: int = 512, overlap: int = 96,
-              stats_size: int = 1024) -> torch.Tensor:
+              stats_size: int = 1024, freeze: bool = True) -> torch.Tensor:
     """``model(x)`` for a (1, 3, H, W) tensor, computed tile by tile.
 
     Statistics of per-image norms come from ``x`` resized so its longest side is ``stats_size``
-    (the whole image when it is smaller), so every tile is normalized alike.
+    (the whole image when it is smaller), so every tile is normalized alike. ``freeze=False``
+    shows what happens otherwise (each tile normalized by its own statistics: seams).
     """
     _, _, h, w = x.shape
     with frozen_statistics(model) as norms:
-        if norms:
+        if norms and freeze:
             scale = min(1.0, stats_size / max(h, w))
             small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="area")
             model(small)

@@ -16,7 +16,8 @@ from stylenet.weights import build_manifest
 
 from .conftest import ROOT, make_checkpoint, smooth_image
 
-# README's screenshot: STYLENET_SCREENSHOT=docs/figures/app_screenshot.png STYLENET_TEST_WEIGHTS=weights pytest -k browser
+# The README's screenshot:
+# STYLENET_SCREENSHOT=docs/figures/app_screenshot.png STYLENET_TEST_WEIGHTS=weights pytest -k browser
 REAL_WEIGHTS = os.environ.get("STYLENET_TEST_WEIGHTS")
 
 
@@ -100,7 +101,7 @@ def test_why_in_experiments(app_url, photo):
     assert "IN by 0.0000" in result[3]  # IN never depends on the batch
 
 
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed (setup.sh installs it)")
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no Debian chromium (setup.sh installs it)")
 def test_browser_upload_and_compare(app_url, tmp_path):
     screenshot = Path(os.environ.get("STYLENET_SCREENSHOT", tmp_path / "app.png"))
     from playwright.sync_api import sync_playwright
