@@ -45,8 +45,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     with open(path, "rb") as f:
-        head = f.read(4)
-    if head.startswith(PICKLE_MAGIC):
+        head = f.read(9)
+    # safetensors starts with an 8-byte header length then "{"; that length may begin with 0x80 too
+    if head[8:9] != b"{" and head.startswith(PICKLE_MAGIC):
         raise CheckpointError(f"{path}: looks like a pickled PyTorch checkpoint; stylenet only loads "
                               "safetensors files because pickles can run arbitrary code")
     try:

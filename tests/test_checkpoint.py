@@ -74,3 +74,15 @@ def test_mismatched_tensors_refused(tmp_path):
     save_file(tensors, str(path), metadata={"stylenet": json.dumps(meta)})
     with pytest.raises(CheckpointError, match="do not match"):
         load_model(path)
+
+
+def test_header_length_that_looks_like_pickle_magic_still_loads(tmp_path):
+    """A safetensors header length whose low byte is 0x80 starts the file like a pickle would."""
+    net = TransformerNet("instance", width=8)
+    path = tmp_path / "m.safetensors"
+    for pad in range(256):
+        save_model(net, {"style": "s", "pad": "x" * pad}, path)
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert load_model(path)[1]["style"] == "s"
