@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import io
-import resource
 import subprocess
 import sys
 import time
@@ -88,7 +87,9 @@ def peak_memory_child(ref: str, side: int) -> None:
     img = Image.effect_noise((side, side), 64).convert("RGB")
     start = time.perf_counter()
     Stylizer.load(ref, device="cpu")(img)
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork + exec
+    status = Path("/proc/self/status").read_text()
+    rss_gb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024 / 1024
     print(f"{ref}: {side}x{side} stylized in {time.perf_counter() - start:.1f} s, peak RSS {rss_gb:.2f} GB")
 
 
