@@ -22,7 +22,7 @@ def resolve(ref: str | Path, weights_dir: Path = WEIGHTS_DIR) -> Path:
     if Path(ref).is_file():
         return Path(ref)
     for entry in load_manifest(weights_dir):
-        if f"{entry['style']}/{entry['norm']}" == str(ref):
+        if f"{entry['style']}/{entry['norm']}" == str(ref) and not entry.get("experiment"):
             return Path(weights_dir) / entry["file"]
     names = ", ".join(f"{e['style']}/{e['norm']}" for e in load_manifest(weights_dir)) or "none shipped"
     raise ValueError(f"{ref}: neither a checkpoint file nor a shipped model ({names})")
