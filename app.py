@@ -7,6 +7,7 @@ Needs no training and no VGG: it reads weights/manifest.json at start.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from stylenet import explain
 from stylenet.checkpoint import load_model
 from stylenet.data import to_tensor
 from stylenet.images import ImageError, limit_size, open_image
-from stylenet.stylize import Stylizer
+from stylenet.stylize import Stylizer, to_pil
 from stylenet.weights import WEIGHTS_DIR, load_manifest
 
 ROOT = Path(__file__).resolve().parent
@@ -49,12 +50,12 @@ def load_styles(weights_dir: Path) -> dict[str, Style]:
     for entry in sorted(load_manifest(weights_dir), key=lambda e: NORM_ORDER.index(e["norm"])):
         if entry.get("experiment"):
             continue
-        path = weights_dir / entry["file"]
+        raw, meta = load_model(weights_dir / entry["file"])
         style = styles.setdefault(entry["style"], Style(
             entry["style"], entry.get("title", entry["style"]),
             weights_dir / entry["painting"] if entry.get("painting") else None, {}, {}))
-        style.models[entry["norm"]] = Stylizer.load(path, device="cpu")
-        style.raw[entry["norm"]] = load_model(path)[0]
+        style.models[entry["norm"]] = Stylizer(copy.deepcopy(raw), meta, torch.device("cpu"))
+        style.raw[entry["norm"]] = raw
     return styles
 
 
@@ -122,7 +123,6 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
         x = to_tensor(img).unsqueeze(0)
         others = torch.stack([to_tensor(o.resize(img.size)) for o in example_photos(3)])
         bn, inorm = styles[style].raw["batch"], styles[style].raw["instance"]
-        pil = lambda t: Image.fromarray(t.clamp(0, 1)[0].mul(255).byte().permute(1, 2, 0).numpy())  # noqa: E731
         trained, evaluated, d_mode = explain.train_vs_eval(bn, x)
         bn_alone, bn_batched, d_bn = explain.batch_dependence(bn, x, others)
         in_alone, in_batched, d_in = explain.batch_dependence(inorm, x, others)
@@ -131,15 +131,15 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
         stats = explain.statistics_figure({"BN": explain.first_norm_statistics(bn, x),
                                            "IN": explain.first_norm_statistics(inorm, x)})
         lo, hi = explain.with_contrast(x, 0.4), explain.with_contrast(x, 1.6)
-        return ([(pil(trained), "BN, train mode (batch statistics)"),
-                 (pil(evaluated), "BN, eval mode (running statistics)")],
+        return ([(to_pil(trained), "BN, train mode (batch statistics)"),
+                 (to_pil(evaluated), "BN, eval mode (running statistics)")],
                 f"**Mean abs difference: {d_mode:.4f}** — BN's output depends on the mode.",
-                [(pil(explain.diff_image(bn_alone, bn_batched)), f"BN |alone − batched| ×4: {d_bn:.4f}"),
-                 (pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")],
+                [(to_pil(explain.diff_image(bn_alone, bn_batched)), f"BN |alone − batched| ×4: {d_bn:.4f}"),
+                 (to_pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")],
                 f"**BN changes by {d_bn:.4f}, IN by {d_in:.4f}** (mean abs difference, train mode, batch of 4).",
-                [(pil(lo), "photo, contrast ×0.4"), (pil(hi), "photo, contrast ×1.6"),
-                 (pil(bn_lo), "BN on low"), (pil(bn_hi), "BN on high"),
-                 (pil(in_lo), "IN on low"), (pil(in_hi), "IN on high")],
+                [(to_pil(lo), "photo, contrast ×0.4"), (to_pil(hi), "photo, contrast ×1.6"),
+                 (to_pil(bn_lo), "BN on low"), (to_pil(bn_hi), "BN on high"),
+                 (to_pil(in_lo), "IN on low"), (to_pil(in_hi), "IN on high")],
                 f"**Low vs high contrast: BN outputs differ by {c_bn:.4f}, IN outputs by {c_in:.4f}** — IN removes "
                 "per-image contrast before styling.",
                 stats)

@@ -29,7 +29,7 @@ from tqdm import tqdm  # noqa: E402
 from stylenet.data import list_images, load_rgb, to_tensor  # noqa: E402
 from stylenet.losses import content_loss, style_loss  # noqa: E402
 from stylenet.stylize import Stylizer  # noqa: E402
-from stylenet.train import style_targets  # noqa: E402
+from stylenet.train import Recipe, style_targets, style_weight  # noqa: E402
 from stylenet.vgg import CONTENT_LAYER, VGGFeatures  # noqa: E402
 from stylenet.weights import WEIGHTS_DIR, load_manifest  # noqa: E402
 
@@ -107,14 +107,13 @@ def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192) -> 
 
 def read_log(path: Path, recipe: dict) -> dict[str, list[float]]:
     """Steps and *unweighted* losses: the CSV holds weighted ones (style weight ramps over warm-up)."""
+    run = Recipe(**recipe)
     steps, style, content = [], [], []
     with open(path) as f:
         for row in csv.DictReader(f):
-            step = int(row["step"])
-            ramp = min(1.0, step / recipe["style_warmup"]) if recipe.get("style_warmup") else 1.0
-            weight = recipe["style_weight"] * ramp
+            step = int(row["step"])  # logged after the update at loop index step - 1
             steps.append(step)
-            style.append(float(row["style"]) / weight)
+            style.append(float(row["style"]) / style_weight(run, step - 1))
             content.append(float(row["content"]) / recipe["content_weight"])
     return {"step": steps, "style": style, "content": content}
 

@@ -21,10 +21,10 @@ def resolve(ref: str | Path, weights_dir: Path = WEIGHTS_DIR) -> Path:
     """A checkpoint path from a path or a ``style/norm`` manifest name; ValueError if neither."""
     if Path(ref).is_file():
         return Path(ref)
-    for entry in load_manifest(weights_dir):
-        if f"{entry['style']}/{entry['norm']}" == str(ref) and not entry.get("experiment"):
-            return Path(weights_dir) / entry["file"]
-    names = ", ".join(f"{e['style']}/{e['norm']}" for e in load_manifest(weights_dir)) or "none shipped"
+    shipped = {f"{e['style']}/{e['norm']}": e["file"] for e in load_manifest(weights_dir) if not e.get("experiment")}
+    if str(ref) in shipped:
+        return Path(weights_dir) / shipped[str(ref)]
+    names = ", ".join(shipped) or "none shipped"
     raise ValueError(f"{ref}: neither a checkpoint file nor a shipped model ({names})")
 
 
