@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [ -d .venv ] || python3 -m venv .venv
 . .venv/bin/activate
-pip_install() { pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored" || true; }
+# quiet the local-index warnings, but let a failed install stop the script (pipefail)
+pip_install() { pip install --disable-pip-version-check -q "$@" 2>&1 | { grep -v "is ignored" || true; }; }
 case "${1:-}" in
   app)
     pip_install -r requirements.txt
