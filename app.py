@@ -18,16 +18,15 @@ from PIL import Image
 
 from stylenet import explain
 from stylenet.checkpoint import load_model
-from stylenet.data import to_tensor
 from stylenet.images import ImageError, limit_size, open_image
-from stylenet.stylize import Stylizer, to_pil
+from stylenet.norms import NORM_KINDS, norm_label
+from stylenet.runtime import to_pil, to_tensor
+from stylenet.stylize import Stylizer
 from stylenet.weights import WEIGHTS_DIR, load_manifest
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
 FIGURES = ROOT / "docs" / "figures"
-NORM_ORDER = ("batch", "instance", "layer", "group", "none")
-NORM_LABEL = {"batch": "BN", "instance": "IN", "layer": "LN", "group": "GN", "none": "no norm"}
 MAX_UPLOAD = "15mb"
 MAX_PIXELS = 40_000_000  # refused before decoding
 MAX_SIDE = 1024  # resolution cap for the UI: bounds memory and latency per request
@@ -47,7 +46,7 @@ class Style:
 
 def load_styles(weights_dir: Path) -> dict[str, Style]:
     styles: dict[str, Style] = {}
-    for entry in sorted(load_manifest(weights_dir), key=lambda e: NORM_ORDER.index(e["norm"])):
+    for entry in sorted(load_manifest(weights_dir), key=lambda e: NORM_KINDS.index(e["norm"])):
         if entry.get("experiment"):
             continue
         raw, meta = load_model(weights_dir / entry["file"])
@@ -110,7 +109,7 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
         for norm, stylizer in styles[style].models.items():
             out, seconds = stylizer.timed(img, strength=float(strength), preserve_color=bool(preserve_color))
             results[norm] = out
-            gallery.append((out, f"{NORM_LABEL[norm]} — {seconds:.2f} s"))
+            gallery.append((out, f"{norm_label(norm)} — {seconds:.2f} s"))
         pair = (results.get("batch", img), results.get("instance", img))
         note = f"{img.width}x{img.height} px, {len(results)} models"
         return pair, gallery, note

@@ -26,7 +26,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from stylenet.data import list_images, load_rgb, to_tensor  # noqa: E402
+from stylenet.data import list_images, load_rgb  # noqa: E402
+from stylenet.norms import NORM_KINDS, NORMS, norm_label  # noqa: E402
+from stylenet.runtime import to_tensor  # noqa: E402
 from stylenet.losses import content_loss, style_loss  # noqa: E402
 from stylenet.stylize import Stylizer  # noqa: E402
 from stylenet.train import Recipe, style_targets, style_weight  # noqa: E402
@@ -34,9 +36,6 @@ from stylenet.vgg import CONTENT_LAYER, VGGFeatures  # noqa: E402
 from stylenet.weights import WEIGHTS_DIR, load_manifest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-NORMS = ("batch", "instance", "layer", "group", "none")
-LABEL = {"batch": "BN", "instance": "IN", "layer": "LN", "group": "GN", "none": "none"}
-COLOR = {"batch": "#d62728", "instance": "#1f77b4", "layer": "#2ca02c", "group": "#9467bd", "none": "#777"}
 
 
 @torch.inference_mode()
@@ -63,10 +62,10 @@ def measure(models: list[dict], photos: list[Path], vgg: VGGFeatures) -> dict[tu
 
 def table(results: dict[tuple[str, str], tuple[float, float]], n_photos: int) -> str:
     styles = sorted({s for s, _ in results})
-    norms = [n for n in NORMS if any(k[1] == n for k in results)]
+    norms = [n for n in NORM_KINDS if any(k[1] == n for k in results)]
     lines = [f"Mean over {n_photos} held-out photos, Oxford VGG19, relative errors (lower is better). "
              "Cell: **style loss** / content loss.", "",
-             "| style | " + " | ".join(LABEL[n] for n in norms) + " | IN vs BN style loss |",
+             "| style | " + " | ".join(norm_label(n) for n in norms) + " | IN vs BN style loss |",
              "|---|" + "---|" * (len(norms) + 1)]
     for style in styles:
         cells = [f"**{results[(style, n)][0]:.3f}** / {results[(style, n)][1]:.3f}" if (style, n) in results else "–"
@@ -83,9 +82,9 @@ def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192) -> 
     by_style: dict[str, dict[str, dict]] = {}
     for entry in models:
         by_style.setdefault(entry["style"], {})[entry["norm"]] = entry
-    norms = [n for n in NORMS if any(n in m for m in by_style.values())]
+    norms = [n for n in NORM_KINDS if any(n in m for m in by_style.values())]
     rows = [(style, photo) for style in sorted(by_style, key=lambda s: -len(by_style[s])) for photo in photos]
-    cols = ["photo", "painting"] + [LABEL[n] for n in norms]
+    cols = ["photo", "painting"] + [norm_label(n) for n in norms]
     canvas = Image.new("RGB", (side * len(cols), side * len(rows) + 28), "white")
     from PIL import ImageDraw
     draw = ImageDraw.Draw(canvas)
@@ -131,8 +130,8 @@ def curves(models: list[dict], out: Path) -> None:
                 continue
             log = read_log(WEIGHTS_DIR / entry["log"], entry["recipe"])
             for row, what in enumerate(("style", "content")):
-                axes[row][col].plot(log["step"], smooth(log[what]), label=LABEL[entry["norm"]],
-                                    color=COLOR[entry["norm"]])
+                axes[row][col].plot(log["step"], smooth(log[what]), label=norm_label(entry["norm"]),
+                                    color=NORMS[entry["norm"]].color)
         axes[0][col].set_title(style)
         axes[0][col].set_yscale("log")
         axes[0][col].set_ylabel("style loss (unweighted)")
@@ -158,8 +157,8 @@ def contrast_control(all_models: list[dict], out: Path) -> bool:
         keep = [i for i, s in enumerate(log["step"]) if s <= last]
         dashed = entry.get("experiment") == "contrast_normalize"
         ax.plot([log["step"][i] for i in keep], smooth([log["style"][i] for i in keep]),
-                linestyle="--" if dashed else "-", color=COLOR[entry["norm"]],
-                label=f"{LABEL[entry['norm']]}, {'contrast-normalized' if dashed else 'raw'} photos")
+                linestyle="--" if dashed else "-", color=NORMS[entry["norm"]].color,
+                label=f"{norm_label(entry['norm'])}, {'contrast-normalized' if dashed else 'raw'} photos")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("style loss (unweighted)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from .norms import NORM_KINDS
 from .transformer import TransformerNet
 
 FORMAT = "stylenet"
-VERSION = 1
+VERSION = 2  # 2: named submodules (conv/norm); version-1 files are migrated on load
+READABLE_VERSIONS = (1, 2)
 MODEL_KEYS = ("norm", "width", "style")
 PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archive, raw pickle protocol 2+
 
@@ -61,7 +63,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
         meta = json.loads(raw)
     except json.JSONDecodeError:
         raise CheckpointError(f"{path}: stylenet metadata is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: unsupported checkpoint format/version")
     missing = [k for k in MODEL_KEYS if k not in meta]
     if missing:
@@ -78,6 +80,24 @@ def save_model(model: TransformerNet, meta: dict[str, Any], path: Path, half: bo
                         "norm": model.norm, "width": model.width}, path)
 
 
+# Version 1 keys were positional nn.Sequential indices: in a ConvLayer child 1 was the conv and child 2
+# the norm; residual blocks held them in ``body.0``/``body.1``; upsampling layers wrapped one in ``.conv``.
+V1_KEY_RULES = ((re.compile(r"\.body\.(\d)\."), lambda m: f".conv{int(m[1]) + 1}."),
+                (re.compile(r"^(decoder\.[01])\.conv\."), lambda m: f"{m[1]}."),
+                (re.compile(r"\.1\.(weight|bias)$"), lambda m: f".conv.{m[1]}"),
+                (re.compile(r"\.2\.(\w+)$"), lambda m: f".norm.{m[1]}"))
+
+
+def migrate_v1_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename version-1 state-dict keys (``encoder.0.1.weight``) to version 2 (``encoder.0.conv.weight``)."""
+    renamed = {}
+    for key, value in state.items():
+        for pattern, replace in V1_KEY_RULES:
+            key = pattern.sub(replace, key)
+        renamed[key] = value
+    return renamed
+
+
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[TransformerNet, dict[str, Any]]:
     """Build the network the metadata describes and load its weights (strict: every key must match)."""
     meta = read_metadata(path)
@@ -85,6 +105,8 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Transfor
     prefix = "model." if meta.get("kind") == "train_state" else ""
     state = {k[len(prefix):]: v.float() if v.is_floating_point() else v
              for k, v in tensors.items() if k.startswith(prefix)}
+    if meta["version"] == 1:
+        state = migrate_v1_keys(state)
     model = TransformerNet(norm=meta["norm"], width=meta["width"])
     try:
         model.load_state_dict(state, strict=True)
@@ -117,7 +139,8 @@ def load_train_state(path: Path, model: TransformerNet, optimizer: torch.optim.O
         raise CheckpointError(f"{path}: not a training state file")
     tensors = load_file(str(path))
     device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(migrate_v1_keys(weights) if meta["version"] == 1 else weights)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

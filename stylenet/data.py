@@ -28,11 +28,6 @@ def load_rgb(path: Path) -> Image.Image:
         return ImageOps.exif_transpose(img).convert("RGB")
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float (3, H, W) in [0, 1], the network's pixel convention."""
-    return TF.to_dtype(TF.pil_to_tensor(img), torch.float32, scale=True)
-
-
 @dataclass
 class ContentPhotos:
     """Readable photos of a folder, decoded once at ``size`` (short side) and kept in memory as

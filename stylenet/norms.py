@@ -1,4 +1,4 @@
-"""Normalization layers, made by name.
+"""Normalization layers, made by name: one registry maps a name to its constructor and label.
 
 Every norm computes ``(x - mean) / sqrt(var + eps)`` followed by a learned per-channel scale and
 shift; they differ only in *which axes* of an ``N x C x H x W`` activation the mean and variance
@@ -12,12 +12,17 @@ are taken over:
 * ``group``    - per image and group of channels, over (C/G, H, W); G=1 is ``layer``, G=C is
   ``instance``.
 * ``none``     - identity, the un-normalized baseline.
+
+As in timm (``get_norm_layer``/``create_norm_layer``), callers resolve a name once and everything
+else (the app, the comparison script, the CLI) reads names, order and labels from ``NORMS``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from torch import nn
 
-NORM_KINDS: tuple[str, ...] = ("batch", "instance", "layer", "group", "none")
 DEFAULT_MAX_GROUPS = 8
 
 
@@ -26,22 +31,42 @@ def default_groups(channels: int, max_groups: int = DEFAULT_MAX_GROUPS) -> int:
     return max(g for g in range(1, max_groups + 1) if channels % g == 0)
 
 
-def create_norm_layer(kind: str, channels: int, groups: int | None = None) -> nn.Module:
-    """Map a norm name to a layer normalizing ``channels`` feature maps.
+@dataclass(frozen=True)
+class NormSpec:
+    """A registered norm: its display label (BN, IN, ...), its colour in plots and a
+    ``channels -> layer`` constructor."""
 
-    Raises ValueError for an unknown name, listing the valid ones, so a typo on the command line
-    fails before any work is done.
-    """
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        # track_running_stats=False: per-image statistics at train AND eval time.
-        return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
-    if kind == "layer":
-        # GroupNorm with one group = statistics over (C, H, W) of each image, per-channel affine.
-        return nn.GroupNorm(1, channels)
-    if kind == "group":
-        return nn.GroupNorm(groups or default_groups(channels), channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; choose one of: {', '.join(NORM_KINDS)}")
+    name: str
+    label: str
+    color: str
+    make: Callable[[int], nn.Module]
+
+
+# instance: track_running_stats=False means per-image statistics at train AND eval time.
+# layer: GroupNorm with one group = statistics over (C, H, W) of each image, per-channel affine.
+NORMS: dict[str, NormSpec] = {spec.name: spec for spec in (
+    NormSpec("batch", "BN", "#d62728", nn.BatchNorm2d),
+    NormSpec("instance", "IN", "#1f77b4", lambda c: nn.InstanceNorm2d(c, affine=True, track_running_stats=False)),
+    NormSpec("layer", "LN", "#2ca02c", lambda c: nn.GroupNorm(1, c)),
+    NormSpec("group", "GN", "#9467bd", lambda c: nn.GroupNorm(default_groups(c), c)),
+    NormSpec("none", "no norm", "#777777", lambda c: nn.Identity()),
+)}
+NORM_KINDS: tuple[str, ...] = tuple(NORMS)  # the display order: batch, instance, layer, group, none
+
+
+def get_norm(kind: str) -> NormSpec:
+    """The registry entry for ``kind``; ValueError listing the valid names, so a typo on the
+    command line fails before any work is done."""
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; choose one of: {', '.join(NORM_KINDS)}")
+    return NORMS[kind]
+
+
+def norm_label(kind: str) -> str:
+    """Short display label: BN, IN, LN, GN, no norm."""
+    return get_norm(kind).label
+
+
+def create_norm_layer(kind: str, channels: int) -> nn.Module:
+    """A layer of norm ``kind`` normalizing ``channels`` feature maps."""
+    return get_norm(kind).make(channels)

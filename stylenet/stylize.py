@@ -17,42 +17,23 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .checkpoint import load_model
-from .data import to_tensor
 from .images import limit_size
+from .runtime import pick_device, pick_dtype, to_pil, to_tensor
 from .tiling import run_tiled
-from .train import pick_device
+from .transformer import ConvLayer
 from .weights import WEIGHTS_DIR, resolve
 
 TILE_ABOVE_PIXELS = 1536 * 1536  # larger inputs run tiled, keeping peak memory bounded
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Replace every Conv2d -> BatchNorm2d pair (in eval mode) with one equivalent Conv2d."""
-    for module in model.modules():
-        if isinstance(module, nn.Sequential):
-            children = list(module.named_children())
-            for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
-                    setattr(module, bn_name, nn.Identity())
+    """Fold every eval-mode ``norm`` BatchNorm2d into its sibling ``conv`` (a ConvLayer's named
+    pair): BN at eval time is a fixed per-channel affine map, so one conv computes both."""
+    for layer in model.modules():
+        if isinstance(layer, ConvLayer) and isinstance(layer.norm, nn.BatchNorm2d):
+            layer.conv = fuse_conv_bn_eval(layer.conv, layer.norm)
+            layer.norm = nn.Identity()
     return model
-
-
-def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """"auto" -> bfloat16 where the hardware runs it natively, else float32."""
-    if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise ValueError(f"precision must be auto, fp32 or bf16, not {precision!r}")
-    native = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if native else torch.float32
-
-
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    array = tensor.clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
 
 
 class Stylizer:

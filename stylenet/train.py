@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import load_train_state, save_model, save_train_state
-from .data import ContentPhotos, load_rgb, to_tensor
+from .data import ContentPhotos, load_rgb
+from .runtime import pick_device, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .transformer import TransformerNet
 from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
@@ -72,14 +73,6 @@ def state_path(out: Path) -> Path:
     return Path(out).with_suffix(".train.safetensors")
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA GPU is available")
-    return torch.device(name)
-
-
 def normalize_contrast(batch: torch.Tensor) -> torch.Tensor:
     """Give every image the same per-channel mean (0.5) and std (0.2): the Huang & Belongie
     control that removes per-image contrast before the network sees it."""
@@ -104,6 +97,15 @@ def style_weight(recipe: Recipe, step: int) -> float:
     if recipe.style_warmup <= 0:
         return recipe.style_weight
     return recipe.style_weight * min(1.0, (step + 1) / recipe.style_warmup)
+
+
+def provenance(recipe: Recipe, photo_count: int) -> dict[str, Any]:
+    """What a checkpoint records of its inputs: names, counts and hashes, never this machine's paths
+    (shipped files must not leak where they were trained, and paths mean nothing elsewhere)."""
+    return {"style": recipe.style_name, "style_sha256": recipe.style_sha256,
+            "painting": {"name": recipe.style_name, "file": Path(recipe.style).name, "sha256": recipe.style_sha256},
+            "training_set": {"name": Path(recipe.content).name, "photos": photo_count},
+            "recipe": asdict(recipe) | {"style": Path(recipe.style).name, "content": Path(recipe.content).name}}
 
 
 def check_resumable(saved: dict[str, Any], recipe: Recipe) -> None:
@@ -141,9 +143,8 @@ def train(recipe: Recipe, out: Path, device: str = "auto", resume: bool = False,
             csv.writer(f).writerow(LOG_COLUMNS)
 
     def meta(step: int, losses: dict[str, float]) -> dict[str, Any]:
-        return {"style": recipe.style_name, "style_sha256": recipe.style_sha256, "steps": step,
-                "recipe": asdict(recipe), "final_losses": losses, "stylenet_version": __version__,
-                "step": step}
+        return {**provenance(recipe, len(photos.images)), "steps": step, "final_losses": losses,
+                "stylenet_version": __version__, "step": step}
 
     model.train()
     losses: dict[str, float] = {}

@@ -13,23 +13,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .norms import create_norm_layer
+from .norms import create_norm_layer, get_norm
 
 DOWNSCALE = 4  # two stride-2 convs: the network works on sizes divisible by 4
 MIN_SIZE = 16  # smaller inputs are padded up so every reflection pad has room
 
 
-class ConvLayer(nn.Sequential):
-    """Reflection pad + conv (+ norm + ReLU): padding by reflection avoids dark borders."""
+class ConvLayer(nn.Module):
+    """[Upsample x2 +] reflection pad + conv (+ norm) (+ ReLU), as named submodules.
+
+    Reflection padding avoids dark borders; nearest-neighbour upsampling before a conv is the
+    checkerboard-free replacement for transposed convolution. The names (``conv``, ``norm``) make
+    state-dict keys read as what they are and let BN folding find each conv/norm pair by name.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: str | None = "none",
-                 relu: bool = True) -> None:
-        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
-        if norm is not None:
-            layers.append(create_norm_layer(norm, cout))
-        if relu:
-            layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
+                 relu: bool = True, upsample: bool = False) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+        self.norm = create_norm_layer(norm, cout) if norm is not None else nn.Identity()
+        self.act = nn.ReLU(inplace=True) if relu else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.act(self.norm(self.conv(self.pad(x))))
 
 
 class ResidualBlock(nn.Module):
@@ -37,22 +47,11 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, norm: str) -> None:
         super().__init__()
-        self.body = nn.Sequential(ConvLayer(channels, channels, 3, norm=norm),
-                                  ConvLayer(channels, channels, 3, norm=norm, relu=False))
+        self.conv1 = ConvLayer(channels, channels, 3, norm=norm)
+        self.conv2 = ConvLayer(channels, channels, 3, norm=norm, relu=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class UpsampleConv(nn.Module):
-    """Nearest-neighbour x2 upsample then conv: the checkerboard-free replacement for deconvolution."""
-
-    def __init__(self, cin: int, cout: int, norm: str) -> None:
-        super().__init__()
-        self.conv = ConvLayer(cin, cout, 3, norm=norm)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return x + self.conv2(self.conv1(x))
 
 
 class TransformerNet(nn.Module):
@@ -60,13 +59,14 @@ class TransformerNet(nn.Module):
 
     def __init__(self, norm: str = "instance", width: int = 32, num_residual: int = 5) -> None:
         super().__init__()
-        create_norm_layer(norm, width)  # fail fast on a bad name
+        get_norm(norm)  # fail fast on a bad name
         self.norm, self.width = norm, width
         w = width
         self.encoder = nn.Sequential(ConvLayer(3, w, 9, norm=norm), ConvLayer(w, 2 * w, 3, 2, norm=norm),
                                      ConvLayer(2 * w, 4 * w, 3, 2, norm=norm))
         self.residuals = nn.Sequential(*[ResidualBlock(4 * w, norm) for _ in range(num_residual)])
-        self.decoder = nn.Sequential(UpsampleConv(4 * w, 2 * w, norm), UpsampleConv(2 * w, w, norm),
+        self.decoder = nn.Sequential(ConvLayer(4 * w, 2 * w, 3, norm=norm, upsample=True),
+                                     ConvLayer(2 * w, w, 3, norm=norm, upsample=True),
                                      ConvLayer(w, 3, 9, norm=None, relu=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -51,9 +51,14 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
             continue
         meta = read_metadata(path)
         recipe = meta.get("recipe", {})
+        absolute = [f"{k}={v}" for k, v in recipe.items() if isinstance(v, str) and Path(v).is_absolute()]
+        if absolute:
+            raise ValueError(f"{path.name}: recipe holds absolute paths of the training machine "
+                             f"({', '.join(absolute)}); re-save it with names only")
         entry = {"style": meta["style"], "norm": meta["norm"], "file": path.name,
                  "title": titles.get(meta["style"], meta["style"]), "width": meta["width"],
                  "steps": meta.get("steps"), "recipe": recipe, "final_losses": meta.get("final_losses"),
+                 "training_set": meta.get("training_set"),
                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
         if (weights_dir / "styles" / f"{meta['style']}.jpg").is_file():
             entry["painting"] = f"styles/{meta['style']}.jpg"

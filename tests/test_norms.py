@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from stylenet.norms import NORM_KINDS, create_norm_layer, default_groups
+from stylenet.norms import NORM_KINDS, create_norm_layer, default_groups, norm_label
 
 
 def test_unknown_norm_lists_choices():
@@ -61,13 +61,21 @@ def test_layer_norm_over_chw_per_image():
 
 
 def test_group_norm_groups_and_limits():
-    x = torch.randn(2, 8, 4, 4) * 3 + 1
-    gn = create_norm_layer("group", 8, groups=2)
-    y = gn(x).view(2, 2, 4, 4, 4)
-    torch.testing.assert_close(y.mean(dim=(2, 3, 4)), torch.zeros(2, 2), atol=1e-5, rtol=0)
-    # G = C is instance norm, G = 1 is layer norm (all with fresh unit affine)
-    torch.testing.assert_close(create_norm_layer("group", 8, groups=8)(x), create_norm_layer("instance", 8)(x),
+    x = torch.randn(2, 16, 4, 4) * 3 + 1
+    gn = create_norm_layer("group", 16)
+    assert gn.num_groups == default_groups(16) == 8
+    y = gn(x).view(2, 8, 2, 4, 4)
+    torch.testing.assert_close(y.mean(dim=(2, 3, 4)), torch.zeros(2, 8), atol=1e-5, rtol=0)
+    # G = C is instance norm, G = 1 is layer norm (all with fresh unit affine): 8 channels -> 8 groups
+    torch.testing.assert_close(create_norm_layer("group", 8)(x[:, :8]), create_norm_layer("instance", 8)(x[:, :8]),
                                atol=1e-4, rtol=0)
-    torch.testing.assert_close(create_norm_layer("group", 8, groups=1)(x), create_norm_layer("layer", 8)(x))
+    torch.testing.assert_close(nn.GroupNorm(1, 8)(x[:, :8]), create_norm_layer("layer", 8)(x[:, :8]))
     assert default_groups(96) == 8 and default_groups(12) == 6 and default_groups(7) == 7
     assert isinstance(create_norm_layer("none", 8), nn.Identity)
+
+
+def test_registry_labels_and_order_are_one_table():
+    assert NORM_KINDS == ("batch", "instance", "layer", "group", "none")
+    assert [norm_label(k) for k in NORM_KINDS] == ["BN", "IN", "LN", "GN", "no norm"]
+    with pytest.raises(ValueError, match="unknown norm 'bn'"):
+        norm_label("bn")
