@@ -10,10 +10,10 @@ cd "$(dirname "$0")"
 pip_install() { pip install --disable-pip-version-check -q "$@" 2>&1 | { grep -v "is ignored" || true; }; }
 case "${1:-}" in
   app)
-    pip_install -r requirements.txt
+    pip_install -e .
     shift; exec python app.py "$@" ;;
   test)
-    pip_install -r requirements-dev.txt
+    pip_install -e ".[train,test]"
     if [ ! -x /usr/bin/chromium ]; then
       SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
       ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver) \

@@ -4,9 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from stylenet.weights import WEIGHTS_DIR, build_manifest  # noqa: E402
+from stylenet.weights import WEIGHTS_DIR, build_manifest
 
 if __name__ == "__main__":
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else WEIGHTS_DIR

@@ -1,7 +1,6 @@
 """Shared fixtures: tiny generated photos and a painting, so tests never need ../shared."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def smooth_image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
