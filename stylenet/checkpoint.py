@@ -23,6 +23,11 @@ FORMAT = "stylenet"
 VERSION = 2  # 2: named submodules (conv/norm); version-1 files are migrated on load
 READABLE_VERSIONS = (1, 2)
 MODEL_KEYS = ("norm", "width", "style")
+MAX_WIDTH = 512  # 16x Johnson's 32; the shape check below is the real guard, this keeps its numbers sane
+MAX_STYLE_CHARS = 100
+# A style name becomes part of output file names, a path under weights/styles and a UI label:
+# no path separators, no characters Windows file names refuse, no markup.
+STYLE_FORBIDDEN = set('/\\<>:"|?*`')
 PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archive, raw pickle protocol 2+
 
 
@@ -68,9 +73,40 @@ def read_metadata(path: Path) -> dict[str, Any]:
     missing = [k for k in MODEL_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: metadata lacks {', '.join(missing)}")
-    if meta["norm"] not in NORM_KINDS or not isinstance(meta["width"], int) or meta["width"] < 1:
-        raise CheckpointError(f"{path}: bad norm/width in metadata")
+    width = meta["width"]
+    if meta["norm"] not in NORM_KINDS or type(width) is not int or not 1 <= width <= MAX_WIDTH:
+        raise CheckpointError(f"{path}: bad norm/width in metadata (width must be 1 to {MAX_WIDTH})")
+    try:
+        check_style_name(meta["style"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     return meta
+
+
+def check_style_name(style: Any) -> None:
+    """ValueError saying why, unless ``style`` can name a model: a crafted checkpoint must not turn
+    an output file name into a path elsewhere, or a label into markup. (Training can call it before
+    it starts, so a painting's file name that would be refused later fails at once.)"""
+    if not isinstance(style, str) or not 1 <= len(style) <= MAX_STYLE_CHARS:
+        raise ValueError(f"style must be a name of 1 to {MAX_STYLE_CHARS} characters")
+    if style.startswith(".") or not style.isprintable() or STYLE_FORBIDDEN & set(style):
+        raise ValueError(f"style {style!r} is not a usable name (no leading dot, control characters "
+                         f"or any of {''.join(sorted(STYLE_FORBIDDEN))})")
+
+
+def check_tensors(path: Path, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """Compare tensor names and shapes with the network the metadata describes, built on the meta
+    device (no memory), so a crafted width cannot make the loader allocate a huge network."""
+    with torch.device("meta"):
+        blueprint = TransformerNet(norm=meta["norm"], width=meta["width"])
+    expected = {k: v.shape for k, v in blueprint.state_dict().items()}
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    problems += [f"{k} is {tuple(state[k].shape)}, expected {tuple(shape)}"
+                 for k, shape in expected.items() if k in state and state[k].shape != shape]
+    if problems:
+        raise CheckpointError(f"{path}: tensors do not match a {meta['norm']} width-{meta['width']} network "
+                              f"({'; '.join(problems[:3])}{'; ...' if len(problems) > 3 else ''})")
 
 
 def save_model(model: TransformerNet, meta: dict[str, Any], path: Path, half: bool = True) -> None:
@@ -107,12 +143,9 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Transfor
              for k, v in tensors.items() if k.startswith(prefix)}
     if meta["version"] == 1:
         state = migrate_v1_keys(state)
+    check_tensors(path, meta, state)
     model = TransformerNet(norm=meta["norm"], width=meta["width"])
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError:
-        raise CheckpointError(f"{path}: tensors do not match a {meta['norm']} width-{meta['width']} "
-                              "network") from None
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), meta
 
 

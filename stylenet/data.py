@@ -1,12 +1,15 @@
 """Content photos for training: any nested folder of jpg/png/webp, unreadable files skipped."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torchvision.transforms.v2 import functional as TF
+
+from .images import open_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -22,10 +25,9 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Decode fully (so truncated files fail here, not mid-training), EXIF-rotate, convert to RGB."""
-    with Image.open(path) as img:
-        img.load()
-        return ImageOps.exif_transpose(img).convert("RGB")
+    """Through the one safe loader (allowed raster formats only, decoded fully so truncated files fail
+    here, not mid-training, EXIF-rotated); alpha is dropped. Raises ``ImageError`` (a ValueError)."""
+    return open_image(path)[0]
 
 
 @dataclass
@@ -37,20 +39,23 @@ class ContentPhotos:
     skipped: list[Path]
 
     @classmethod
-    def scan(cls, folder: Path, size: int, progress: bool = True) -> "ContentPhotos":
+    def scan(cls, folder: Path, size: int, on_progress: Callable[[int, int], None] | None = None) -> ContentPhotos:
+        """Decode every photo under ``folder``; ``on_progress(done, total)`` after each (reading
+        1,682 photos takes tens of seconds on two cores, worth showing)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise NoImagesError(f"content folder {folder} does not exist")
         paths = list_images(folder)
         images, skipped = [], []
-        from tqdm import tqdm
-        for path in tqdm(paths, desc="reading photos", unit="img", disable=not progress, leave=False):
+        for done, path in enumerate(paths, 1):
             try:
                 img = load_rgb(path)
             except (OSError, ValueError, Image.DecompressionBombError):
                 skipped.append(path)
-                continue
-            images.append(TF.pil_to_tensor(TF.resize(img, size, antialias=True)))
+            else:
+                images.append(TF.pil_to_tensor(TF.resize(img, size, antialias=True)))
+            if on_progress:
+                on_progress(done, len(paths))
         if not images:
             raise NoImagesError(f"no readable jpg/png/webp photo in {folder} ({len(skipped)} unreadable)")
         return cls(images, skipped)

@@ -1,23 +1,29 @@
 """The "why IN?" experiments: small, direct measurements of what each norm layer does.
 
-Each function takes an un-optimized model (BatchNorm not folded, see ``checkpoint.load_model``),
-never mutates it (BN in train mode would update running statistics, so it works on a copy), and
-returns pictures plus a number: mean absolute pixel difference in [0, 1] units.
+Each function takes an un-optimized model (BatchNorm not folded, see ``checkpoint.load_model``)
+and returns pictures plus a number: mean absolute pixel difference in [0, 1] units. The app
+shares one model between concurrent requests, so every experiment runs on a private copy and
+never switches, hooks or (BN in train mode) updates the caller's model.
+
+The figures are plain ``matplotlib.figure.Figure`` objects, not pyplot ones: pyplot keeps every
+figure it makes until closed and is not thread-safe, and importing this module leaves the
+matplotlib backend alone.
 """
 from __future__ import annotations
 
 import copy
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
 
 NORM_TYPES = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)
+
+
+def private_copy(model: nn.Module, training: bool) -> nn.Module:
+    """A copy of ``model`` in train or eval mode, for this experiment alone."""
+    return copy.deepcopy(model).train(training)
 
 
 def mad(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -33,8 +39,8 @@ def diff_image(a: torch.Tensor, b: torch.Tensor, gain: float = 4.0) -> torch.Ten
 @torch.inference_mode()
 def train_vs_eval(model: nn.Module, photo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Output with batch statistics (train mode) vs running statistics (eval mode)."""
-    net = copy.deepcopy(model)
-    evaluated = net.eval()(photo)
+    net = private_copy(model, training=False)
+    evaluated = net(photo)
     trained = net.train()(photo)
     return trained, evaluated, mad(trained, evaluated)
 
@@ -44,7 +50,7 @@ def batch_dependence(model: nn.Module, photo: torch.Tensor,
                      others: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The photo stylized alone vs in a batch with ``others``, both in train mode (how a norm sees
     images while learning). BN's statistics mix the batch; IN's do not."""
-    net = copy.deepcopy(model).train()
+    net = private_copy(model, training=True)
     alone = net(photo)
     batched = net(torch.cat([photo, others]))[:1]
     return alone, batched, mad(alone, batched)
@@ -60,7 +66,7 @@ def with_contrast(photo: torch.Tensor, factor: float) -> torch.Tensor:
 def contrast_sensitivity(model: nn.Module, photo: torch.Tensor, low: float = 0.4,
                          high: float = 1.6) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Stylize a low- and a high-contrast version (eval mode); how much do the outputs differ?"""
-    net = model.eval()
+    net = private_copy(model, training=False)
     out_low, out_high = net(with_contrast(photo, low)), net(with_contrast(photo, high))
     return out_low, out_high, mad(out_low, out_high)
 
@@ -68,19 +74,18 @@ def contrast_sensitivity(model: nn.Module, photo: torch.Tensor, low: float = 0.4
 @torch.inference_mode()
 def first_norm_statistics(model: nn.Module, photo: torch.Tensor) -> dict[str, np.ndarray]:
     """Per-channel mean and std of the feature maps entering and leaving the first norm layer."""
-    norm = next(m for m in model.modules() if isinstance(m, NORM_TYPES))
+    net = private_copy(model, training=False)
+    norm = next(m for m in net.modules() if isinstance(m, NORM_TYPES))
     seen: dict[str, torch.Tensor] = {}
-    handle = norm.register_forward_hook(lambda m, inp, out: seen.update(before=inp[0], after=out))
-    try:
-        model.eval()(photo)
-    finally:
-        handle.remove()
+    norm.register_forward_hook(lambda m, inp, out: seen.update(before=inp[0], after=out))
+    net(photo)
     return {f"{k}_{s}": getattr(v[0], s)(dim=(1, 2)).numpy() for k, v in seen.items() for s in ("mean", "std")}
 
 
 def statistics_figure(stats: dict[str, dict[str, np.ndarray]]) -> Figure:
     """Per-channel mean/std before and after the first norm, one row per model."""
-    fig, axes = plt.subplots(len(stats), 2, figsize=(9, 2.4 * len(stats)), squeeze=False)
+    fig = Figure(figsize=(9, 2.4 * len(stats)))
+    axes = fig.subplots(len(stats), 2, squeeze=False)
     for row, (name, s) in enumerate(stats.items()):
         for col, what in enumerate(("mean", "std")):
             ax = axes[row][col]
@@ -101,7 +106,8 @@ def norm_axes_figure() -> Figure:
               "Layer norm\nper image over C,H,W": lambda n, c: n == 0,
               "Instance norm\nper image & channel over H,W": lambda n, c: n == 0 and c == 0,
               "Group norm\nper image & group over C/G,H,W": lambda n, c: n == 0 and c < 2}
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.8), subplot_kw={"projection": "3d"})
+    fig = Figure(figsize=(12, 3.8))
+    axes = fig.subplots(1, 4, subplot_kw={"projection": "3d"})
     size_n, size_c, size_hw = 4, 6, 3
     for ax, (title, shaded) in zip(axes, shades.items()):
         filled = np.ones((size_n, size_c, size_hw), dtype=bool)

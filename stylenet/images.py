@@ -2,7 +2,8 @@
 
 Handles EXIF orientation, every PIL mode (alpha is split off and re-attached after stylization),
 16-bit and CMYK, animated files (first frame), and refuses decompression bombs from the header,
-before any pixel is decoded.
+before any pixel is decoded. Every image the project reads (uploads, CLI inputs, training photos,
+paintings, examples) goes through ``open_image``, so these rules hold everywhere.
 """
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8000x8000: tiled inference handles it within ~3 GB
 VECTOR_SUFFIXES = {".svg", ".svgz", ".eps", ".pdf", ".ai", ".wmf", ".emf"}
+# The only decoders ever tried. Image.open picks a plugin from the file's bytes, not its name, so
+# without this list an EPS renamed .jpg would reach Pillow's EPS plugin (which runs Ghostscript),
+# and so would every rarely used decoder Pillow ships. These are the raster formats photos come in:
+# JPEG includes MPO, the multi-picture JPEG many phones write (Pillow opens it through its JPEG
+# plugin); TIFF carries 16-bit and CMYK scans.
+RASTER_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class ImageError(ValueError):
@@ -36,9 +43,10 @@ def open_image(source: str | Path | IO[bytes],
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source)
+            img = Image.open(source, formats=RASTER_FORMATS)
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
+        raise ImageError(f"{name}: not an image in a supported format "
+                         f"({', '.join(RASTER_FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: too many pixels (over {max_pixels:,}); refusing to decode") from None
     except OSError as exc:

@@ -1,106 +1,144 @@
-"""Tiled inference for huge photos: bounded memory, no seams.
+"""Tiled inference for huge photos: bounded memory, the same pixels as one whole-image pass.
 
-Tiles overlap and are blended with linear ramps. Per-image norms (instance, layer, group) would
-see different statistics in every tile and leave visible seams, so their statistics are first
-recorded on a downscaled pass of the whole image and then frozen while the tiles run.
+The photo is cut into cores that partition it; each core runs with ``MARGIN`` pixels of real context
+around it (more than the network's receptive radius) and only the core is kept, so no blending is
+needed. That makes a core's pixels exactly the whole image's, provided every per-image norm (instance,
+layer, group) normalizes with the *whole image's* statistics rather than the tile's - per-tile
+statistics leave seams. Those statistics are computed exactly, at full resolution, one norm layer at a
+time: a pass over the tiles runs the network up to the first norm whose statistics are still unknown
+(the earlier ones already fixed at their exact values), collects the mean and variance of that norm's
+input over each tile's core, and stops there. A network with k per-image norms thus takes k partial
+passes before the final one (15 for the Johnson network; the cost is in the README).
+
+The model is deep-copied and its norms are wrapped in the copy, so a model that other threads use at
+the same time is never modified.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+import copy
+import itertools
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .transformer import DOWNSCALE
 
-class FrozenStatsNorm(nn.Module):
-    """Wraps an InstanceNorm2d/GroupNorm: ``record`` mode stores its per-image group statistics,
-    ``frozen`` mode normalizes any crop with the stored ones."""
+# Context kept around every core, in pixels: more than the Johnson network's receptive radius (an
+# input pixel changes outputs up to 57 px away; tests/test_tiling.py measures it) and a multiple of
+# DOWNSCALE, so every crop samples the same stride-4 grid as the whole image does.
+MARGIN = 64
+
+
+class StatisticsTaken(Exception):
+    """Raised by the norm being measured: the rest of the network is not needed in this pass."""
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One piece of the photo: the crop that runs through the network and the core kept from it."""
+
+    crop_rows: slice
+    crop_cols: slice
+    core_rows: slice
+    core_cols: slice
+
+    def core_of(self, feature: torch.Tensor) -> torch.Tensor:
+        """The core's part of a feature map computed from this tile's crop (at full, 1/2 or 1/4 scale)."""
+        scale = (self.crop_rows.stop - self.crop_rows.start) // feature.shape[-2]
+        top, left = self.core_rows.start - self.crop_rows.start, self.core_cols.start - self.crop_cols.start
+        bottom, right = self.core_rows.stop - self.crop_rows.start, self.core_cols.stop - self.crop_cols.start
+        return feature[..., top // scale:bottom // scale, left // scale:right // scale]
+
+
+class WholeImageNorm(nn.Module):
+    """Stands in for one InstanceNorm2d/GroupNorm while a photo runs tile by tile: until the whole
+    image's statistics are known it measures them over each core (and stops the forward); after
+    ``fix()`` it normalizes every tile with them."""
 
     def __init__(self, norm: nn.InstanceNorm2d | nn.GroupNorm) -> None:
         super().__init__()
         self.norm = norm
+        self.tile: Tile | None = None  # the tile now running, set before each forward
         self.groups = norm.num_groups if isinstance(norm, nn.GroupNorm) else norm.num_features
-        self.mode = "record"
-        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.moments: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # per core: count, channel mean, var
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None  # (1, C, 1, 1) mean and variance
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        if self.mode == "record":
-            grouped = x.float().reshape(n, self.groups, -1)
-            self.stats = (grouped.mean(-1), grouped.var(-1, unbiased=False))
-            return self.norm(x)
-        mean, var = (s.repeat_interleave(c // self.groups, dim=1).view(n, c, 1, 1) for s in self.stats)
+        if self.stats is None:
+            core = self.tile.core_of(x)
+            var, mean = torch.var_mean(core.float(), dim=(0, 2, 3), correction=0)
+            self.moments.append((core.shape[-2] * core.shape[-1], mean.double(), var.double()))
+            raise StatisticsTaken
+        mean, var = self.stats
         y = (x.float() - mean) * torch.rsqrt(var + self.norm.eps)
         if self.norm.weight is not None:
-            y = y * self.norm.weight.float().view(1, c, 1, 1) + self.norm.bias.float().view(1, c, 1, 1)
+            y = y * self.norm.weight.float().view_as(mean) + self.norm.bias.float().view_as(mean)
         return y.to(x.dtype)
 
+    def fix(self) -> None:
+        """Combine the cores' moments into the whole image's per-group mean and variance (float64:
+        the variance comes out as a difference of two large sums)."""
+        means = torch.stack([m for _, m, _ in self.moments])  # (cores, channels)
+        squares = torch.stack([v for _, _, v in self.moments]) + means ** 2  # per core: mean of x^2
+        counts = torch.tensor([n for n, _, _ in self.moments], dtype=torch.float64, device=means.device)
+        weights = counts / counts.sum()
+        group_mean = (weights @ means).view(self.groups, -1).mean(1)  # a group's channels: equal counts
+        group_var = (weights @ squares).view(self.groups, -1).mean(1) - group_mean ** 2
+        per_group = means.shape[1] // self.groups
+        self.stats = tuple(g.repeat_interleave(per_group).view(1, -1, 1, 1).float() for g in (group_mean, group_var))
+        self.moments = []
 
-@contextmanager
-def frozen_statistics(model: nn.Module) -> Iterator[list[FrozenStatsNorm]]:
-    """Temporarily wrap every per-image norm of ``model``; restores the model on exit. The
-    wrappers start in ``record`` mode, which behaves exactly like the wrapped norm."""
-    wrapped: list[tuple[nn.Module, str, nn.Module]] = []
+
+def with_whole_image_norms(model: nn.Module) -> tuple[nn.Module, list[WholeImageNorm]]:
+    """A copy of ``model`` whose per-image norms are WholeImageNorms, and those norms. The caller's
+    model stays untouched: it may be serving other threads meanwhile."""
+    model = copy.deepcopy(model)
+    wrapped = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, (nn.InstanceNorm2d, nn.GroupNorm)):
-                setattr(parent, name, FrozenStatsNorm(child))
-                wrapped.append((parent, name, child))
-    try:
-        yield [getattr(p, n) for p, n, _ in wrapped]
-    finally:
-        for parent, name, child in wrapped:
-            setattr(parent, name, child)
+                wrapped.append(WholeImageNorm(child))
+                setattr(parent, name, wrapped[-1])
+    return model, wrapped
 
 
-def ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
-    """1-D blending weights: rising over ``overlap`` pixels except at the image border."""
-    weight = torch.ones(length)
-    fade = torch.linspace(0, 1, overlap + 2)[1:-1]
-    if not at_start and overlap:
-        weight[:overlap] = fade
-    if not at_end and overlap:
-        weight[-overlap:] = fade.flip(0)
-    return weight
+def spans(length: int, tile: int, margin: int) -> list[tuple[slice, slice]]:
+    """(crop, core) pairs along one axis: cores of about ``tile`` pixels, at multiples of DOWNSCALE,
+    that partition [0, length); each crop is its core plus ``margin`` on both sides, within the image."""
+    count = math.ceil(length / tile)
+    bounds = [round(length * i / count / DOWNSCALE) * DOWNSCALE for i in range(count + 1)]
+    return [(slice(max(0, a - margin), min(length, b + margin)), slice(a, b)) for a, b in itertools.pairwise(bounds)]
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step)) + [length - tile]
-    return sorted(set(starts))
+def run_tiled(model: nn.Module, x: torch.Tensor, tile: int = 512, margin: int = MARGIN,
+              freeze: bool = True) -> torch.Tensor:
+    """``model(x)`` for a (1, 3, H, W) tensor, computed tile by tile; returns (1, 3, H, W) float on the CPU.
 
-
-@torch.inference_mode()
-def run_tiled(model: nn.Module, x: torch.Tensor, tile: int = 512, overlap: int = 96,
-              stats_size: int = 1024, freeze: bool = True) -> torch.Tensor:
-    """``model(x)`` for a (1, 3, H, W) tensor, computed tile by tile.
-
-    Statistics of per-image norms come from ``x`` resized so its longest side is ``stats_size``
-    (the whole image when it is smaller), so every tile is normalized alike. ``freeze=False``
-    shows what happens otherwise (each tile normalized by its own statistics: seams).
+    ``freeze=False`` lets every tile's norms use the tile's own statistics instead of the whole
+    image's: what a naive tiling does, with visible seams (kept to show why).
     """
-    _, _, h, w = x.shape
-    with frozen_statistics(model) as norms:
-        if norms and freeze:
-            scale = min(1.0, stats_size / max(h, w))
-            small = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="area")
-            model(small)
-            for norm in norms:
-                norm.mode = "frozen"
-        out = torch.zeros(3, h, w)
-        total = torch.zeros(1, h, w)
-        ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-        for top in ys:
-            for left in xs:
-                crop = x[..., top:top + tile, left:left + tile]
-                th, tw = crop.shape[-2:]
-                y = model(crop)[0].float().cpu()
-                weight = (ramp(th, overlap, top == 0, top + th >= h).view(th, 1)
-                          * ramp(tw, overlap, left == 0, left + tw >= w).view(1, tw))
-                out[:, top:top + th, left:left + tw] += y * weight
-                total[:, top:top + th, left:left + tw] += weight
-    return (out / total).unsqueeze(0)
+    height, width = x.shape[-2:]
+    if height % DOWNSCALE or width % DOWNSCALE:  # as the network itself pads: replicate the last rows
+        x = F.pad(x, (0, -width % DOWNSCALE, 0, -height % DOWNSCALE), mode="replicate")
+    tiles = [Tile(crop_rows, crop_cols, core_rows, core_cols)
+             for crop_rows, core_rows in spans(x.shape[-2], tile, margin)
+             for crop_cols, core_cols in spans(x.shape[-1], tile, margin)]
+    model, norms = with_whole_image_norms(model) if freeze else (model, [])
+    out = torch.empty(1, 3, *x.shape[-2:])
+    with torch.inference_mode():
+        while True:  # each pass measures one more norm and stops there, or, once all are known, paints
+            for piece in tiles:
+                for norm in norms:
+                    norm.tile = piece
+                try:
+                    y = model(x[..., piece.crop_rows, piece.crop_cols])
+                except StatisticsTaken:
+                    continue
+                out[..., piece.core_rows, piece.core_cols] = piece.core_of(y).float().cpu()
+            measured = [norm for norm in norms if norm.moments]
+            if not measured:
+                return out[..., :height, :width]
+            measured[0].fix()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +94,16 @@ def convert_h5(h5_path: Path, out_path: Path) -> None:
             tensors[f"{name}.weight"] = keras_kernel_to_torch(group[kernel_key][()])
             tensors[f"{name}.bias"] = torch.from_numpy(group[bias_key][()].copy())
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"source_md5": H5_MD5})
-    os.replace(tmp, out_path)
+    # Two trainers starting on a fresh cache both convert: each writes its own temporary file (a
+    # shared fixed name could be renamed away or rewritten mid-way by the other) and renames it
+    # into place atomically; the two results are identical, so the last rename winning is harmless.
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"source_md5": H5_MD5})
+        os.replace(tmp, out_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def load_oxford_weights() -> dict[str, torch.Tensor]:
@@ -149,7 +157,7 @@ class VGGFeatures(nn.Module):
         self.eval()
 
     @classmethod
-    def oxford(cls, layers: tuple[str, ...] = STYLE_LAYERS + (CONTENT_LAYER,)) -> "VGGFeatures":
+    def oxford(cls, layers: tuple[str, ...] = STYLE_LAYERS + (CONTENT_LAYER,)) -> VGGFeatures:
         """The real network: the only constructor training uses."""
         return cls(load_oxford_weights(), layers)
 

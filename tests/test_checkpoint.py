@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from stylenet import checkpoint
 from stylenet.checkpoint import CheckpointError, load_model, read_metadata, save_model
 from stylenet.transformer import TransformerNet
 
@@ -64,16 +65,60 @@ def test_foreign_and_corrupt_files_refused(tmp_path):
         read_metadata(tmp_path / "missing.safetensors")
 
 
-def test_mismatched_tensors_refused(tmp_path):
+def crafted(tmp_path, **changes):
+    """A real width-8 instance-norm checkpoint whose JSON is then changed: what a crafted file looks like."""
+    from safetensors.torch import load_file
     path = tmp_path / "m.safetensors"
     save_model(TransformerNet("instance", width=8), {"style": "s"}, path)
-    meta = read_metadata(path)
-    from safetensors.torch import load_file
-    tensors = load_file(str(path))
-    meta["width"] = 16
-    save_file(tensors, str(path), metadata={"stylenet": json.dumps(meta)})
-    with pytest.raises(CheckpointError, match="do not match"):
+    meta = {**read_metadata(path), **changes}
+    save_file(load_file(str(path)), str(path), metadata={"stylenet": json.dumps(meta)})
+    return path
+
+
+def test_mismatched_tensors_refused(tmp_path):
+    path = crafted(tmp_path, width=16)
+    with pytest.raises(CheckpointError, match=r"do not match .*encoder.0.conv.weight is \(8, 3, 9, 9\), "
+                                              r"expected \(16, 3, 9, 9\)"):
         load_model(path)
+
+
+def test_crafted_width_refused_before_the_network_is_built(tmp_path, monkeypatch):
+    """Width 400 claims a 260 M-parameter network over 0.1 M parameters of tensors: the names and
+    shapes are checked against a meta-device blueprint before any real network is allocated."""
+    path = crafted(tmp_path, width=400)
+    built = []
+
+    def guarded(*args, **kwargs):
+        if torch.get_default_device().type != "meta":
+            built.append(kwargs)
+            raise MemoryError("the crafted network would have been allocated")
+        return TransformerNet(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "TransformerNet", guarded)
+    with pytest.raises(CheckpointError, match="do not match a instance width-400 network"):
+        load_model(path)
+    assert built == []
+
+
+@pytest.mark.parametrize("width", [0, 10**9, True, 8.0])
+def test_width_outside_range_refused(tmp_path, width):
+    with pytest.raises(CheckpointError, match="width must be 1 to 512"):
+        read_metadata(crafted(tmp_path, width=width))
+
+
+@pytest.mark.parametrize("style", ["../../home/user/.bashrc", "a/b", "a\\b", ".hidden", "", "x" * 101,
+                                   "line\nbreak", "<img src=x onerror=alert(1)>", 7, None])
+def test_style_that_is_not_a_safe_name_refused(tmp_path, style):
+    """The style becomes part of output file names ({photo}_{style}_{norm}.png) and UI labels."""
+    with pytest.raises(CheckpointError, match="style"):
+        read_metadata(crafted(tmp_path, style=style))
+
+
+@pytest.mark.parametrize("style", ["starry_night", "Mona Lisa (1503)", "Der Schrei", "神奈川沖浪裏", "v2.1"])
+def test_ordinary_painting_names_accepted(tmp_path, style):
+    path = tmp_path / "m.safetensors"
+    save_model(TransformerNet("instance", width=8), {"style": style}, path)
+    assert load_model(path)[1]["style"] == style
 
 
 def test_header_length_that_looks_like_pickle_magic_still_loads(tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from stylenet.data import load_rgb
 from stylenet.images import ImageError, limit_size, open_bytes, open_image
 
 from .conftest import smooth_image
@@ -94,3 +95,44 @@ def test_limit_size_never_enlarges():
     img = Image.new("RGB", (400, 100))
     assert limit_size(img, 200).size == (200, 50)
     assert limit_size(img, 1000).size == (400, 100)
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+
+
+@pytest.mark.parametrize("loader", [open_image, load_rgb], ids=["open_image", "load_rgb"])
+def test_renamed_vector_file_never_reaches_its_decoder(tmp_path, monkeypatch, loader):
+    """Pillow picks the decoder from the bytes: an EPS named .jpg would reach the EPS plugin
+    (Ghostscript). The allowlist means that plugin is never even asked, for uploads and training data."""
+    from PIL import EpsImagePlugin
+
+    reached = []
+
+    def spy(self):
+        reached.append(self)
+        raise SyntaxError("spy: EPS plugin reached")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy)
+    path = tmp_path / "holiday.jpg"
+    path.write_bytes(EPS)
+    with pytest.raises(ImageError, match="not an image in a supported format"):
+        loader(path)
+    assert reached == []
+
+
+def test_only_allowlisted_raster_formats(tmp_path):
+    pcx = save(smooth_image(4, (16, 16)), tmp_path / "x.pcx")
+    renamed = tmp_path / "x.jpg"
+    renamed.write_bytes(pcx.read_bytes())
+    with pytest.raises(ImageError, match=r"supported format \(JPEG, PNG"):
+        open_image(renamed)
+    png_named_jpg = save(smooth_image(4, (16, 12)), tmp_path / "y.jpg", format="PNG")
+    assert open_image(png_named_jpg)[0].size == (16, 12)  # allowed formats are still found by content
+
+
+def test_phone_mpo_opens_first_picture(tmp_path):
+    frames = [Image.new("RGB", (16, 16), c) for c in ((200, 10, 10), (0, 0, 200))]
+    path = tmp_path / "phone.jpg"
+    frames[0].save(path, format="MPO", save_all=True, append_images=frames[1:])
+    r, _, b = open_image(path)[0].getpixel((5, 5))
+    assert r > 180 and b < 40

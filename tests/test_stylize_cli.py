@@ -26,8 +26,8 @@ def test_folder_with_failures_then_skip_existing(tmp_path, checkpoints):
             "--recursive", "--device", "cpu"]
     first = run(*args)
     assert first.returncode == 1, first.stderr
-    made = sorted(p.name for p in out.iterdir())
-    assert made == sorted(f"{s}_stripes_{n}.png" for s in "abc" for n in ("batch", "instance"))
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert made == sorted(f"{s}_stripes_{n}.png" for s in ("a", "b", "sub/c") for n in ("batch", "instance"))
     assert Image.open(out / "b_stripes_instance.png").mode == "RGBA"  # alpha kept
     assert Image.open(out / "a_stripes_batch.png").size == (48, 40)
     failed = [line for line in first.stderr.splitlines() if line.startswith("failed:")]
@@ -55,6 +55,8 @@ def test_usage_errors_exit_2(tmp_path, checkpoints):
     pickled.write_bytes(b"\x80\x04K\x01.")
     result = run(photo, "--weights", pickled, "--out", tmp_path)
     assert result.returncode == 2 and "pickle" in result.stderr
+    twice = run(photo, "--weights", checkpoints["batch"], "--weights", checkpoints["batch"], "--out", tmp_path)
+    assert twice.returncode == 2 and "both stripes/batch" in twice.stderr
 
 
 def test_jpeg_format_never_overwrites_input(tmp_path, checkpoints):
@@ -64,3 +66,37 @@ def test_jpeg_format_never_overwrites_input(tmp_path, checkpoints):
     result = run(tmp_path / "x.jpg", src, "--weights", checkpoints["batch"], "--out", tmp_path, "--format", "jpg")
     assert src.read_bytes() == original
     assert result.returncode == 1 and "would overwrite an input" in result.stderr
+
+
+def test_no_output_replaces_another(tmp_path, checkpoints):
+    """Equal stems in one folder keep their extension; equal names in two folders stay apart."""
+    src = tmp_path / "in"
+    for folder in ("a", "b"):
+        (src / folder).mkdir(parents=True)
+    smooth_image(1).save(src / "image.tiff")
+    smooth_image(2).save(src / "image.webp", lossless=True)
+    smooth_image(3).save(src / "a" / "x.png")
+    smooth_image(4).save(src / "b" / "x.png")
+    out = tmp_path / "out"
+    result = run(src, "--weights", checkpoints["instance"], "--out", out, "--recursive", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert made == ["a/x_stripes_instance.png", "b/x_stripes_instance.png",
+                    "image_stripes_instance.png", "image_webp_stripes_instance.png"]
+    assert "done: 4 written" in result.stdout
+    pixels = {Image.open(out / name).tobytes() for name in made}
+    assert len(pixels) == 4  # four different photos, four different results
+
+
+def test_same_output_name_from_two_folders_is_refused(tmp_path, checkpoints):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        smooth_image(len(folder)).save(tmp_path / folder / "x.jpg")
+    out = tmp_path / "out"
+    result = run(tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", "--weights", checkpoints["batch"],
+                 "--out", out, "--device", "cpu")
+    assert result.returncode == 1
+    assert [p.name for p in out.iterdir()] == ["x_stripes_batch.png"]
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and "b/x.jpg" in failed[0] and "a/x.jpg" in failed[0] and "Traceback" not in result.stderr
+    assert "done: 1 written, 0 skipped (existing), 1 failed" in result.stdout
