@@ -5,28 +5,37 @@ For each norm kind it times, in the same process and on the same weights:
   stylenet   what Stylizer runs: BN folded into convs, channels_last, inference mode, and bf16
              where the CPU has native bf16 (printed below)
   compiled   stylenet + torch.compile (inductor)
-  onnxrt     ONNX Runtime on the folded model (if onnxruntime is installed)
+  onnxrt     ONNX Runtime (fp32, all graph optimizations) on the file scripts/export.py writes,
+             one export for every size (if onnxruntime is installed)
 and prints ms per megapixel and the speed-up against eager. With --memory it stylizes a
 4096x4096 photo through the public API in a fresh process and prints the peak RSS.
+
+With --train it times training steps instead (--train-setups SIZExBATCH ..., default 256x4 128x8;
+--norms, default batch instance): the plain step (eager fp32 NCHW, the photo through the whole VGG,
+Adam's loop) against the trainer's step (StepMode.fast), on the same random batch, alternating
+between them --repeats times and taking each one's median; --candidates adds every single change
+on top of the plain step. Prints images/s and achieved GFLOP/s (convolution and matmul FLOPs of
+forward and backward, counted by torch's FlopCounterMode).
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import io
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from stylenet.scripts.export import onnx_bytes, ort_session
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-
-from stylenet.checkpoint import load_model  # noqa: E402
-from stylenet.stylize import Stylizer, fold_batchnorm  # noqa: E402
-from stylenet.weights import resolve  # noqa: E402
+from stylenet.checkpoint import load_model
+from stylenet.stylize import Stylizer
+from stylenet.train import Recipe, StepMode, TrainStep, new_run, style_targets
+from stylenet.vgg import VGGFeatures
+from stylenet.weights import resolve
 
 
 def best_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -39,23 +48,17 @@ def best_ms(fn: Callable[[], object], repeats: int) -> float:
     return min(times) * 1000
 
 
-def onnx_runner(model: torch.nn.Module, size: int) -> Callable[[torch.Tensor], object] | None:
+def onnx_runner(model: torch.nn.Module) -> Callable[[torch.Tensor], object] | None:
     try:
-        import onnxruntime as ort
+        session = ort_session(onnx_bytes(model))
     except ImportError:
         return None
-    buf = io.BytesIO()
-    torch.onnx.export(model, torch.rand(1, 3, size, size), buf, input_names=["x"], output_names=["y"],
-                      dynamo=False, opset_version=17)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"x": x.numpy()})
 
 
 def bench_norm(ref: str, sizes: list[int], repeats: int, compile_: bool) -> None:
     plain, meta = load_model(resolve(ref))
-    stylizer = Stylizer(copy.deepcopy(plain), meta, torch.device("cpu"))
+    stylizer = Stylizer(plain, meta, torch.device("cpu"))
     variants: dict[str, Callable[[torch.Tensor], object]] = {
         "eager": lambda x: plain(x),
         "stylenet": lambda x: stylizer.forward(x),
@@ -63,18 +66,16 @@ def bench_norm(ref: str, sizes: list[int], repeats: int, compile_: bool) -> None
     if compile_:
         compiled = torch.compile(stylizer.model)
         variants["compiled"] = lambda x: compiled(x.to(stylizer.dtype).contiguous(memory_format=torch.channels_last))
+    if onnx := onnx_runner(plain):
+        variants["onnxrt"] = onnx
     print(f"\n{ref} ({meta['norm']}, width {meta['width']}), {torch.get_num_threads()} threads, "
           f"stylenet dtype {stylizer.dtype}")
-    print(f"{'size':>6} " + " ".join(f"{name:>16}" for name in variants) + f" {'onnxrt':>16}")
+    print(f"{'size':>6} " + " ".join(f"{name:>16}" for name in variants))
     for size in sizes:
         x = torch.rand(1, 3, size, size)
-        runs = dict(variants)
-        runner = onnx_runner(fold_batchnorm(copy.deepcopy(plain)), size)
-        if runner:
-            runs["onnxrt"] = runner
         results = {}
         with torch.inference_mode():
-            for name, fn in runs.items():
+            for name, fn in variants.items():
                 results[name] = best_ms(lambda fn=fn, x=x: fn(x), repeats) / (size * size / 1e6)
         base = results["eager"]
         print(f"{size:>5}² " + " ".join(f"{ms:8.0f} ms/MP {base / ms:4.2f}x".rjust(16) for ms in results.values()))
@@ -93,21 +94,73 @@ def peak_memory_child(ref: str, side: int) -> None:
     print(f"{ref}: {side}x{side} stylized in {time.perf_counter() - start:.1f} s, peak RSS {rss_gb:.2f} GB")
 
 
+NO_FILES = (Path(), Path())  # a benchmarked run writes nothing
+
+
+def train_variants(candidates: bool) -> dict[str, StepMode]:
+    """The step modes --train compares: plain, the trainer's, and optionally each change alone."""
+    plain = StepMode()
+    variants = {"plain": plain, "stylenet": StepMode.fast(torch.device("cpu"))}
+    if candidates:
+        variants |= {f"+{f.name}": replace(plain, **{f.name: True}) for f in fields(StepMode)}
+    return variants
+
+
+def bench_train(norms: list[str], setups: list[str], repeats: int, candidates: bool) -> None:
+    device = torch.device("cpu")
+    painting = Path(__file__).resolve().parent.parent / "weights" / "styles" / "starry_night.jpg"
+    variants = train_variants(candidates)
+    print(f"training steps, {torch.get_num_threads()} threads; stylenet = {variants['stylenet']}")
+    print(f"{'norm':>8} {'crop x batch':>12} " + " ".join(f"{name:>28}" for name in variants))
+    for norm in norms:
+        for setup in setups:
+            size, batch = map(int, setup.split("x"))
+            recipe = Recipe(style=str(painting), content="", image_size=size, batch_size=batch)
+            x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+            steps, flops, times = {}, {}, {name: [] for name in variants}
+            for name, mode in variants.items():
+                vgg = VGGFeatures.oxford().to(memory_format=mode.memory_format)
+                grams = style_targets(vgg, recipe.style, recipe.style_size, device)
+                eager = replace(mode, compile=False)  # same FLOPs; the counter sees eager ops only
+                with FlopCounterMode(display=False) as counter:
+                    counted = [new_run(norm, recipe, eager, device, *NO_FILES)]
+                    TrainStep(recipe, vgg, grams, eager, device)(counted, x, 0)
+                flops[name] = counter.get_total_flops()
+                steps[name] = (TrainStep(recipe, vgg, grams, mode, device), [new_run(norm, recipe, mode, device, *NO_FILES)])
+                steps[name][0](steps[name][1], x, 0)  # warm-up (and compilation)
+            for i in range(repeats):
+                for name, (step, runs) in steps.items():
+                    start = time.perf_counter()
+                    step(runs, x, i + 1)
+                    times[name].append(time.perf_counter() - start)
+            median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+            cells = [f"{batch / median[n]:5.2f} img/s {flops[n] / median[n] / 1e9:4.0f} GFLOP/s "
+                     f"{median['plain'] / median[n]:4.2f}x" for n in variants]
+            print(f"{norm:>8} {setup:>12} " + " ".join(f"{c:>28}" for c in cells), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--files", nargs="+", help="checkpoint files instead of shipped styles")
     p.add_argument("--styles", nargs="+", default=["starry_night"])
-    p.add_argument("--norms", nargs="+", default=["batch", "instance", "layer", "group"])
+    p.add_argument("--norms", nargs="+", help="default: batch instance layer group; with --train batch instance")
     p.add_argument("--sizes", nargs="+", type=int, default=[512, 1024, 2048])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--memory", type=int, nargs="?", const=4096, help="peak RSS for a SIDE x SIDE photo")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--train", action="store_true", help="time training steps instead (see above)")
+    p.add_argument("--train-setups", nargs="+", default=["256x4", "128x8"], metavar="SIZExBATCH")
+    p.add_argument("--candidates", action="store_true", help="with --train: also each speed change alone")
     args = p.parse_args()
     if args.child:
         peak_memory_child(args.child, args.memory)
         return
-    refs = args.files or [f"{s}/{n}" for s in args.styles for n in args.norms]
+    if args.train:
+        bench_train(args.norms or ["batch", "instance"], args.train_setups, args.repeats, args.candidates)
+        return
+    norms = args.norms or ["batch", "instance", "layer", "group"]
+    refs = args.files or [f"{s}/{n}" for s in args.styles for n in norms]
     for ref in refs:
         bench_norm(ref, args.sizes, args.repeats, not args.no_compile)
     if args.memory:

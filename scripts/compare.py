@@ -6,41 +6,45 @@ Writes to docs/figures/:
   grid.png             rows = held-out photos, columns = photo, painting, BN, IN, LN, GN
   loss_curves.png      BN vs IN training curves (unweighted style loss, content loss)
   contrast_control.png Huang & Belongie control: BN/IN trained on contrast-normalized photos
-  tiling.png           a large photo tiled with and without frozen IN statistics
+  tiling.png           a large photo tiled with per-tile and with whole-image IN statistics
+  optimization.md/.png the optimization reference (Gatys et al.): L-BFGS on the pixels of a few photos
+                       with each style's training loss; the iteration at which it reaches each model's loss
 The photos (examples/, never used for training) are stylized at their own size (short side 256).
+L-BFGS costs ~1.3 CPU-seconds per iteration for a 256x256 photo, so the reference runs on a few
+--reference-photos (default: one 256x256 photo, 200 iterations per style, 10-15 min on a 2-core CPU);
+--reference-only writes only the reference, --reference-iters 0 skips it.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from PIL import Image
+from tqdm import tqdm
 
-from stylenet.data import list_images, load_rgb  # noqa: E402
-from stylenet.norms import NORM_KINDS, NORMS, norm_label  # noqa: E402
-from stylenet.runtime import to_tensor  # noqa: E402
-from stylenet.losses import content_loss, style_loss  # noqa: E402
-from stylenet.stylize import Stylizer  # noqa: E402
-from stylenet.train import Recipe, style_targets, style_weight  # noqa: E402
-from stylenet.vgg import CONTENT_LAYER, VGGFeatures  # noqa: E402
-from stylenet.weights import WEIGHTS_DIR, load_manifest  # noqa: E402
+from stylenet.data import list_images, load_rgb
+from stylenet.norms import NORM_KINDS, NORMS, norm_label
+from stylenet.optimize import LossWeights, Objective, Optimized, optimize
+from stylenet.runtime import to_pil, to_tensor
+from stylenet.stylize import Stylizer
+from stylenet.train import Recipe, style_targets, style_weight
+from stylenet.vgg import VGGFeatures
+from stylenet.weights import WEIGHTS_DIR, load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @torch.inference_mode()
 def measure(models: list[dict], photos: list[Path], vgg: VGGFeatures) -> dict[tuple[str, str], tuple[float, float]]:
-    """(style, norm) -> (mean style loss, mean content loss) over the photos, fp32 throughout."""
+    """(style, norm) -> (mean style loss, mean content loss) over the photos, fp32 throughout; the
+    optimization reference is measured with the same ``Objective``."""
     grams: dict[str, dict[str, torch.Tensor]] = {}
     results = {}
     tensors = [to_tensor(load_rgb(p)).unsqueeze(0) for p in photos]
@@ -52,50 +56,160 @@ def measure(models: list[dict], photos: list[Path], vgg: VGGFeatures) -> dict[tu
         stylizer = Stylizer.load(WEIGHTS_DIR / entry["file"], device="cpu", precision="fp32")
         s_losses, c_losses = [], []
         for x in tensors:
-            y = stylizer.forward(x).clamp(0, 1)
-            fy, fx = vgg(y), vgg(x, upto=CONTENT_LAYER)
-            s_losses.append(float(style_loss(fy, grams[style])))
-            c_losses.append(float(content_loss(fy[CONTENT_LAYER], fx[CONTENT_LAYER])))
+            terms = Objective(vgg, x, grams[style]).terms(stylizer.forward(x).clamp(0, 1))
+            s_losses.append(float(terms["style"]))
+            c_losses.append(float(terms["content"]))
         results[(style, entry["norm"])] = (sum(s_losses) / len(s_losses), sum(c_losses) / len(c_losses))
     return results
 
 
-def table(results: dict[tuple[str, str], tuple[float, float]], n_photos: int) -> str:
+def matched_loss(weights: LossWeights, style: float, content: float) -> float:
+    """What a model and the optimization are matched on: the weighted style + content loss. TV is
+    left out: it is a smoothness prior, not a measure of how well the photo was stylized."""
+    return weights.style * style + weights.content * content
+
+
+@dataclass
+class Reference:
+    """The optimization reference: per style, one L-BFGS run per reference photo."""
+
+    photos: list[Path]
+    iters: int
+    weights: dict[str, LossWeights]
+    runs: dict[str, list[Optimized]]
+
+    @property
+    def label(self) -> str:
+        return f"optimization, {self.iters} it."
+
+    def final(self, style: str) -> tuple[float, float]:
+        """(mean style loss, mean content loss) after the last iteration."""
+        last = [run.history[-1] for run in self.runs[style]]
+        return sum(h["style"] for h in last) / len(last), sum(h["content"] for h in last) / len(last)
+
+    def curve(self, style: str) -> list[float]:
+        """Mean matched loss over the photos after 0, 1, ..., iters iterations."""
+        runs, w = self.runs[style], self.weights[style]
+        return [sum(matched_loss(w, r.history[i]["style"], r.history[i]["content"]) for r in runs) / len(runs)
+                for i in range(self.iters + 1)]
+
+    def iterations_to_match(self, style: str, loss: float) -> int | None:
+        """The first iteration whose mean loss is at most ``loss`` (None: not within ``iters``)."""
+        return next((i for i, value in enumerate(self.curve(style)) if value <= loss), None)
+
+
+def optimization_reference(models: list[dict], photos: list[Path], vgg: VGGFeatures, iters: int) -> Reference:
+    """L-BFGS (Gatys et al.) on every photo for every style, with the loss weights and style size that
+    style's models were trained with, so its loss and theirs are the same number."""
+    weights, runs = {}, {}
+    for style in sorted({m["style"] for m in models}):
+        entries = [m for m in models if m["style"] == style]
+        setups = {(LossWeights.from_recipe(e["recipe"]), e["recipe"]["style_size"]) for e in entries}
+        if len(setups) > 1:
+            raise SystemExit(f"error: the {style} models were trained with different losses; no single reference")
+        (weights[style], style_size), = setups
+        grams = style_targets(vgg, str(WEIGHTS_DIR / entries[0]["painting"]), style_size, torch.device("cpu"))
+        runs[style] = []
+        for photo in photos:
+            print(f"optimizing {photo.name} towards {style}")
+            runs[style].append(optimize(to_tensor(load_rgb(photo)).unsqueeze(0), grams, vgg, weights[style], iters))
+    return Reference(photos, iters, weights, runs)
+
+
+def reference_table(reference: Reference, results: dict[tuple[str, str], tuple[float, float]]) -> str:
+    """Each model against the optimization on the same photos: where the optimization reaches its loss."""
+    seconds = sum(r.seconds for runs in reference.runs.values() for r in runs)
+    evaluations = sum(len(r.history) for runs in reference.runs.values() for r in runs)
+    losses = ", ".join(sorted({f"content {w.content:g} / style {w.style:g} / TV {w.tv:g}"
+                               for w in reference.weights.values()}))
+    intro = (f"Optimization reference (Gatys et al.): L-BFGS on the pixels, starting from the photo, with each "
+             f"style's training loss ({losses}), {reference.iters} iterations on {len(reference.photos)} held-out "
+             f"photo(s) at their own size: {', '.join(p.name for p in reference.photos)}. fp32 on the CPU, "
+             f"{seconds / evaluations:.2f} s per iteration, wall clock ({seconds / 60:.1f} min in all). Matched on the weighted "
+             "style + content loss (mean over these photos; lower is better).")
+    lines = [intro, "", "| style | model | style / content | loss | optimization reaches it at iteration |",
+             "|---|---|---|---|---|"]
+    for style in sorted(reference.runs):
+        for norm in NORM_KINDS:
+            if (style, norm) not in results:
+                continue
+            s, c = results[(style, norm)]
+            loss = matched_loss(reference.weights[style], s, c)
+            at = reference.iterations_to_match(style, loss)
+            lines.append(f"| {style} | {norm_label(norm)} | {s:.3f} / {c:.3f} | {loss:.3f} | "
+                         f"{'not within ' + str(reference.iters) if at is None else at} |")
+        s, c = reference.final(style)
+        lines.append(f"| {style} | {reference.label} | {s:.3f} / {c:.3f} | "
+                     f"{matched_loss(reference.weights[style], s, c):.3f} | – |")
+    return "\n".join(lines) + "\n"
+
+
+def reference_curves(reference: Reference, results: dict[tuple[str, str], tuple[float, float]], out: Path) -> None:
+    """Per style, the optimization's loss against iterations, with every model's loss as a line."""
+    styles = sorted(reference.runs)
+    fig, axes = plt.subplots(1, len(styles), figsize=(4.2 * len(styles), 3.6), squeeze=False)
+    for ax, style in zip(axes[0], styles):
+        ax.plot(reference.curve(style), color="black", label="L-BFGS")
+        for norm in NORM_KINDS:
+            if (style, norm) in results:
+                ax.axhline(matched_loss(reference.weights[style], *results[(style, norm)]), linestyle="--",
+                           color=NORMS[norm].color, label=norm_label(norm))
+        ax.set_title(style)
+        ax.set_yscale("log")
+        ax.set_xlabel("L-BFGS iteration")
+        ax.set_ylabel("style + content loss (weighted)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+
+
+def table(results: dict[tuple[str, str], tuple[float, float]], n_photos: int, reference: Reference | None = None) -> str:
     styles = sorted({s for s, _ in results})
     norms = [n for n in NORM_KINDS if any(k[1] == n for k in results)]
-    lines = [f"Mean over {n_photos} held-out photos, Oxford VGG19, relative errors (lower is better). "
-             "Cell: **style loss** / content loss.", "",
-             "| style | " + " | ".join(norm_label(n) for n in norms) + " | IN vs BN style loss |",
-             "|---|" + "---|" * (len(norms) + 1)]
+    extra = [f"{reference.label}*"] if reference else []
+    lines = [(f"Mean over {n_photos} held-out photos, Oxford VGG19, relative errors (lower is better). "
+              "Cell: **style loss** / content loss."), "",
+             "| style | " + " | ".join([norm_label(n) for n in norms] + extra) + " | IN vs BN style loss |",
+             "|---|" + "---|" * (len(norms) + len(extra) + 1)]
     for style in styles:
         cells = [f"**{results[(style, n)][0]:.3f}** / {results[(style, n)][1]:.3f}" if (style, n) in results else "–"
                  for n in norms]
+        if reference:
+            cells.append("**{:.3f}** / {:.3f}".format(*reference.final(style)) if style in reference.runs else "–")
         ratio = ""
         if (style, "batch") in results and (style, "instance") in results:
             ratio = f"{results[(style, 'instance')][0] / results[(style, 'batch')][0]:.2f}x"
         lines.append(f"| {style} | " + " | ".join(cells) + f" | {ratio} |")
+    if reference:
+        names = ", ".join(p.name for p in reference.photos)
+        lines += ["", (f"\\* L-BFGS on the pixels (Gatys et al.), mean over {len(reference.photos)} of these photos "
+                       f"only ({names}); optimization.md compares the models on the same photos.")]
     return "\n".join(lines) + "\n"
 
 
-def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192) -> None:
-    """Rows: (style, photo); columns: photo, painting, then every norm (blank where none exists)."""
+def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192, reference: Reference | None = None) -> None:
+    """Rows: (style, photo); columns: photo, painting, every norm, then the optimization reference
+    (blank where none exists)."""
     by_style: dict[str, dict[str, dict]] = {}
     for entry in models:
         by_style.setdefault(entry["style"], {})[entry["norm"]] = entry
     norms = [n for n in NORM_KINDS if any(n in m for m in by_style.values())]
     rows = [(style, photo) for style in sorted(by_style, key=lambda s: -len(by_style[s])) for photo in photos]
-    cols = ["photo", "painting"] + [norm_label(n) for n in norms]
+    cols = ["photo", "painting"] + [norm_label(n) for n in norms] + ([reference.label] if reference else [])
+    optimized = {(style, photo.name): to_pil(run.image) for style, runs in (reference.runs if reference else {}).items()
+                 for photo, run in zip(reference.photos, runs)}
     canvas = Image.new("RGB", (side * len(cols), side * len(rows) + 28), "white")
     from PIL import ImageDraw
     draw = ImageDraw.Draw(canvas)
     for c, name in enumerate(cols):
-        draw.text((c * side + side // 2 - 12, 8), name, fill="black")
+        draw.text((c * side + (side - draw.textlength(name)) // 2, 8), name, fill="black")
     stylizers = {(s, n): Stylizer.load(WEIGHTS_DIR / e["file"], device="cpu") for s, d in by_style.items()
                  for n, e in d.items()}
     for r, (style, photo) in enumerate(rows):
         img = load_rgb(photo)
         painting = load_rgb(WEIGHTS_DIR / next(iter(by_style[style].values()))["painting"])
         tiles = [img, painting] + [stylizers[(style, n)](img) if (style, n) in stylizers else None for n in norms]
+        tiles += [optimized.get((style, photo.name))] if reference else []
         for c, tile in enumerate(tiles):
             if tile is not None:
                 tile = tile.copy()
@@ -106,7 +220,7 @@ def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192) -> 
 
 def read_log(path: Path, recipe: dict) -> dict[str, list[float]]:
     """Steps and *unweighted* losses: the CSV holds weighted ones (style weight ramps over warm-up)."""
-    run = Recipe(**recipe)
+    run = Recipe.from_metadata(recipe)
     steps, style, content = [], [], []
     with open(path) as f:
         for row in csv.DictReader(f):
@@ -170,8 +284,8 @@ def contrast_control(all_models: list[dict], out: Path) -> bool:
 
 
 def tiling_figure(photo: Path, out: Path, scale: int = 5) -> None:
-    """A large photo through the Starry Night IN model: untiled, naive tiles, frozen-statistics tiles.
-    Shows a crop around a tile seam (tiles are 512 px with 96 px overlap)."""
+    """A large photo through the Starry Night IN model: untiled, naive tiles, whole-image-statistics tiles.
+    Shows a crop around tile seams (512 px cores, each run with 64 px of context)."""
     from stylenet.tiling import run_tiled
 
     stylizer = Stylizer.load("starry_night/instance", device="cpu", precision="fp32")
@@ -182,8 +296,9 @@ def tiling_figure(photo: Path, out: Path, scale: int = 5) -> None:
         whole = stylizer.model(x)
         naive = run_tiled(stylizer.model, x, freeze=False)
         frozen = run_tiled(stylizer.model, x)
-    crop = (slice(200, 800), slice(100, 1000))  # spans the seams at 416-512 (rows) and 416-512, 832-928 (cols)
-    panels = [("untiled (reference)", whole), ("tiles, own statistics", naive), ("tiles, frozen statistics", frozen)]
+    crop = (slice(200, 800), slice(100, 1000))  # for Chelsea x5 (2255x1500): seams at row 500, columns 452 and 904
+    panels = [("untiled (reference)", whole), ("tiles, own statistics", naive),
+              ("tiles, whole-image statistics", frozen)]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
     for ax, (title, t) in zip(axes, panels):
         diff = (t - whole).abs().mean().item()
@@ -202,16 +317,37 @@ def main() -> None:
                    default=["skimage_chelsea.jpg", "lomiri_aitzgorri_by_Aitzol_Berasategi.jpg",
                             "skimage_astronaut.jpg"])
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--reference-photos", nargs="+", default=["skimage_astronaut.jpg"],
+                   help="photos (names in --photos) the optimization reference runs on")
+    p.add_argument("--reference-iters", type=int, default=200, help="L-BFGS iterations per photo; 0 skips it")
+    p.add_argument("--reference-only", action="store_true", help="write only optimization.md/.png")
     args = p.parse_args()
+    missing = [name for name in args.reference_photos if not (args.photos / name).is_file()]
+    if missing:
+        p.error(f"--reference-photos: not in {args.photos}: {', '.join(missing)}")
+    if args.reference_iters < 0 or (args.reference_only and args.reference_iters == 0):
+        p.error("--reference-iters must be positive with --reference-only, else 0 or more")
     args.out.mkdir(parents=True, exist_ok=True)
     all_models = load_manifest()
     models = [m for m in all_models if not m.get("experiment")]
     photos = list_images(args.photos, recursive=False)
-    results = measure(models, photos, VGGFeatures.oxford())
-    md = table(results, len(photos))
+    vgg = VGGFeatures.oxford()
+    reference = None
+    if args.reference_iters:
+        reference_photos = [args.photos / name for name in args.reference_photos]
+        reference = optimization_reference(models, reference_photos, vgg, args.reference_iters)
+        on_same_photos = measure(models, reference_photos, vgg)
+        md = reference_table(reference, on_same_photos)
+        (args.out / "optimization.md").write_text(md)
+        reference_curves(reference, on_same_photos, args.out / "optimization.png")
+        print(md)
+        if args.reference_only:
+            return
+    results = measure(models, photos, vgg)
+    md = table(results, len(photos), reference)
     (args.out / "comparison.md").write_text(md)
     print(md)
-    grid(models, [args.photos / name for name in args.grid_photos], args.out / "grid.png")
+    grid(models, [args.photos / name for name in args.grid_photos], args.out / "grid.png", reference=reference)
     curves(models, args.out / "loss_curves.png")
     tiling_figure(args.photos / args.grid_photos[0], args.out / "tiling.png")
     if contrast_control(all_models, args.out / "contrast_control.png"):

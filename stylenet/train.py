@@ -1,33 +1,48 @@
-"""Training a transformation network for one style: the perceptual-loss recipe of Johnson et al.
+"""Training feed-forward style networks: the perceptual-loss recipe of Johnson et al.
 
-Everything that defines a run lives in ``Recipe``; ``train`` is resumable (``resume=True`` picks
-up model, Adam state, step and data RNG from the last checkpoint) and never overwrites a good
-checkpoint with a diverged one.
+``Recipe`` holds everything that defines a run except the norm, because one run trains one model
+per norm in ``norms`` on exactly the same batches: one data stream (each batch is drawn once), one
+VGG, one set of style Grams, one content-target pass per batch; each model has its own Adam,
+checkpoint, training state and CSV log. A BN-vs-IN comparison trained this way is fair by
+construction, and cheaper than separate runs.
+
+A run can warm-start from existing checkpoints (``init``), continues exactly where it stopped
+(``resume``), reports to a ``Listener`` (the measured step time and the run's estimated duration
+before the first step; losses, images/s and ETA after every step; ``should_stop`` ends it within a
+step, keeping a checkpoint), and never overwrites a good checkpoint with a diverged one.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import math
+import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import load_train_state, save_model, save_train_state
+from .checkpoint import (
+    load_model,
+    load_train_state,
+    read_metadata,
+    save_model,
+    save_train_state,
+)
 from .data import ContentPhotos, load_rgb
-from .runtime import pick_device, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, total_variation
+from .runtime import pick_device, to_tensor
 from .transformer import TransformerNet
 from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
 
 # Recipe fields that must match for --resume to continue the same run.
-RESUME_MUST_MATCH = ("norm", "width", "image_size", "batch_size", "lr", "content_weight", "style_weight",
-                     "tv_weight", "style_size", "style_warmup", "seed", "style_sha256", "contrast_normalize")
+RESUME_MUST_MATCH = ("width", "image_size", "batch_size", "lr", "content_weight", "style_weight", "tv_weight",
+                     "style_size", "style_warmup", "lr_warmup", "seed", "style_sha256", "contrast_normalize")
 LOG_COLUMNS = ("step", "content", "style", "tv", "total", "images_per_s", "seconds")
 
 
@@ -37,11 +52,10 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class Recipe:
-    """All hyper-parameters of a run; stored in every checkpoint it writes."""
+    """All hyper-parameters of a run but the norm; stored in every checkpoint it writes."""
 
     style: str
     content: str
-    norm: str = "instance"
     width: int = 32
     steps: int = 2000
     image_size: int = 256
@@ -52,25 +66,178 @@ class Recipe:
     tv_weight: float = 1.0
     style_size: int = 384
     style_warmup: int = 0
+    lr_warmup: int = 0
     seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 10
     contrast_normalize: bool = False
-    channels_last: bool = True
     style_sha256: str = ""
 
     def __post_init__(self) -> None:
         if not self.style_sha256 and Path(self.style).is_file():
-            self.style_sha256 = hashlib.sha256(Path(self.style).read_bytes()).hexdigest()
+            self.style_sha256 = sha256_file(Path(self.style))
 
     @property
     def style_name(self) -> str:
         return Path(self.style).stem
 
+    @classmethod
+    def from_metadata(cls, recipe: Mapping[str, Any]) -> Recipe:
+        """The recipe a checkpoint records. Keys that older versions kept in it (``norm``,
+        ``channels_last``) are no longer part of a recipe and are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in recipe.items() if k in known})
+
+
+# What --preset sets (explicit flags override it): crop size, batch, steps and width, for a known
+# budget on a 2-core CPU (README, "Presets"). quick: the best stylization measured to fit about 15
+# minutes, with the loss weights of the shipped CPU recipe; full: Johnson et al.'s schedule.
+PRESETS: dict[str, dict[str, float]] = {
+    "quick": {"image_size": 128, "batch_size": 4, "steps": 600, "width": 16,
+              "style_weight": 3.0, "tv_weight": 10.0, "style_size": 256, "style_warmup": 150},
+    "standard": {"image_size": 256, "batch_size": 4, "steps": 2000, "width": 32},
+    "full": {"image_size": 256, "batch_size": 4, "steps": 40000, "width": 32},
+}
+DEFAULT_PRESET = "standard"
+
+
+@dataclass(frozen=True)
+class StepMode:
+    """How a training step is computed, not what: every mode trains the same model up to rounding.
+
+    ``StepMode()`` is the plain step (eager fp32 NCHW, the photo's content target through the whole
+    VGG like the output, Adam's per-parameter loop); ``StepMode.fast`` switches on what measured
+    faster with ``scripts/bench.py --train`` (README, "Training speed").
+    """
+
+    channels_last: bool = False  # NHWC activations: oneDNN convolutions without layout reorders
+    bf16: bool = False  # autocast convolutions to bfloat16; losses and Grams stay fp32
+    fused_adam: bool = False  # one fused Adam kernel instead of a loop over 62 parameter tensors
+    short_content_pass: bool = False  # the photo goes through VGG only up to the content layer
+    compile: bool = False  # torch.compile the transformer + VGG forward (and so its backward)
+
+    @classmethod
+    def fast(cls, device: torch.device) -> StepMode:
+        """The settings that measured faster. bf16 on a GPU only: on this AVX2 CPU it is emulated and
+        over 10x slower, and it has not been measured on a CPU with native bf16 (``bench.py --train
+        --candidates`` does). torch.compile is left off: 1.11x per step, but minutes of compiling."""
+        return cls(channels_last=True, bf16=device.type == "cuda", fused_adam=True, short_content_pass=True)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+@dataclass
+class NormRun:
+    """One model of a run: its norm, network, optimizer, files and warm start."""
+
+    norm: str
+    model: TransformerNet
+    optimizer: torch.optim.Optimizer
+    out: Path
+    log: Path
+    init: dict[str, Any] | None = None  # the warm-start checkpoint: file name, sha256, its steps
+
+    @property
+    def state(self) -> Path:
+        return state_path(self.out)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run is about to do, sent to ``Listener.on_start`` before its first step."""
+
+    norms: tuple[str, ...]
+    outs: tuple[Path, ...]
+    start: int  # the first step to run: 0, or where a resumed run continues
+    steps: int
+    photos: int
+    skipped: tuple[Path, ...]  # unreadable files in the content folder
+    step_seconds: float  # measured on copies of the models before the first step
+
+    @property
+    def eta_seconds(self) -> float:
+        return (self.steps - self.start) * self.step_seconds
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One finished step, sent to ``Listener.on_step``. ``losses[norm]`` holds the weighted content,
+    style, TV and total loss of that step. ``images_per_s`` counts each batch image once however
+    many models it trains. ``models`` are the live networks in training mode: to preview one, use
+    ``torch.no_grad()`` and ``model.eval()``, then ``model.train()`` (BN must not learn from it)."""
+
+    step: int
+    steps: int
+    losses: dict[str, dict[str, float]]
+    images_per_s: float
+    eta_seconds: float
+    elapsed_seconds: float
+    models: dict[str, TransformerNet] = field(repr=False)
+
+
+class Listener:
+    """Receives a run's progress; override what you need (the CLI's progress bar and a UI worker
+    are listeners). Called in the training thread between steps, so keep each call short."""
+
+    def on_scan(self, done: int, total: int) -> None:
+        """``done`` of ``total`` training photos read."""
+
+    def on_start(self, start: RunStart) -> None:
+        """The run is about to begin."""
+
+    def on_step(self, event: StepEvent) -> None:
+        """A step has finished."""
+
+    def should_stop(self) -> bool:
+        """Asked after every step; True ends the run there, with a checkpoint of every model."""
+        return False
+
+
+class Pace:
+    """Smoothed seconds per step (an exponential average seeded with the measured step time): the
+    images/s and ETA shown while training."""
+
+    def __init__(self, step_seconds: float, batch_size: int, smoothing: float = 0.1) -> None:
+        self.step_seconds, self.batch_size, self.smoothing = step_seconds, batch_size, smoothing
+        self.last = self.started = time.perf_counter()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        self.step_seconds += self.smoothing * (now - self.last - self.step_seconds)
+        self.last = now
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch_size / self.step_seconds
+
+    @property
+    def elapsed(self) -> float:
+        return self.last - self.started
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
 
 def state_path(out: Path) -> Path:
     """The training-state file kept beside the model file (``x.safetensors`` -> ``x.train.safetensors``)."""
     return Path(out).with_suffix(".train.safetensors")
+
+
+def output_paths(pattern: str | Path, style: str, norms: Sequence[str], suffix: str) -> dict[str, Path]:
+    """Where each norm's file goes. A name ending in ``suffix`` is used as it is for one norm; with
+    ``{norm}`` in it, it is filled in per norm; anything else is a folder that receives
+    ``{style}_{norm}{suffix}`` (the names weights/ uses)."""
+    pattern = str(pattern)
+    if not pattern.endswith(suffix):
+        return {norm: Path(pattern) / f"{style}_{norm}{suffix}" for norm in norms}
+    if "{norm}" in pattern:
+        return {norm: Path(pattern.replace("{norm}", norm)) for norm in norms}
+    if len(norms) > 1:
+        raise ValueError(f"several norms need a folder or a {suffix} name containing {{norm}}, not {pattern}")
+    return {norms[0]: Path(pattern)}
 
 
 def normalize_contrast(batch: torch.Tensor) -> torch.Tensor:
@@ -91,12 +258,22 @@ def style_targets(vgg: VGGFeatures, style_path: str, style_size: int, device: to
     return {name: gram_matrix(feats[name]) for name in STYLE_LAYERS}
 
 
+def ramp(full: float, warmup: int, step: int) -> float:
+    """``full`` scaled linearly from 1/warmup at step 0 up to itself at step ``warmup - 1``."""
+    return full if warmup <= 0 else full * min(1.0, (step + 1) / warmup)
+
+
 def style_weight(recipe: Recipe, step: int) -> float:
-    """The style weight ramps up linearly over ``style_warmup`` steps: the network first learns to
-    keep the photo's structure, which on a short CPU budget keeps content recognizable."""
-    if recipe.style_warmup <= 0:
-        return recipe.style_weight
-    return recipe.style_weight * min(1.0, (step + 1) / recipe.style_warmup)
+    """The style weight ramps up over ``style_warmup`` steps: the network first learns to keep the
+    photo's structure, which on a short CPU budget keeps content recognizable."""
+    return ramp(recipe.style_weight, recipe.style_warmup, step)
+
+
+def learning_rate(recipe: Recipe, step: int) -> float:
+    """The learning rate ramps up over ``lr_warmup`` steps. A fresh Adam's first updates are
+    ``lr * sign(grad)`` for every weight (its second moment has not built up yet): harmless from
+    random weights, but enough to knock a trained model (``--init``) far off before it recovers."""
+    return ramp(recipe.lr, recipe.lr_warmup, step)
 
 
 def provenance(recipe: Recipe, photo_count: int) -> dict[str, Any]:
@@ -108,87 +285,238 @@ def provenance(recipe: Recipe, photo_count: int) -> dict[str, Any]:
             "recipe": asdict(recipe) | {"style": Path(recipe.style).name, "content": Path(recipe.content).name}}
 
 
-def check_resumable(saved: dict[str, Any], recipe: Recipe) -> None:
-    diff = [k for k in RESUME_MUST_MATCH if saved.get(k) != getattr(recipe, k)]
-    if diff:
-        raise ValueError(f"cannot resume: recipe differs from the checkpoint in {', '.join(diff)}")
+class TrainStep:
+    """One optimization step of every model on one batch.
 
+    The photo's content target is computed once and shared. Each model's output goes through VGG
+    on its own and gets its own backward, so each model computes exactly what it would alone (and
+    only one model's graph is alive at a time); no optimizer steps until every loss is finite.
+    """
 
-def train(recipe: Recipe, out: Path, device: str = "auto", resume: bool = False, log: Path | None = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Train (or continue training) and write the model to ``out``; returns its metadata."""
-    out, dev = Path(out), pick_device(device)
-    log = Path(log) if log else out.with_suffix(".csv")
-    torch.manual_seed(recipe.seed)
-    model = TransformerNet(recipe.norm, recipe.width).to(dev)
-    memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    start = 0
-    if resume and state_path(out).is_file():
-        saved = load_train_state(state_path(out), model, optimizer, generator)
-        check_resumable(saved["recipe"], recipe)
-        start = saved["step"]
-        print(f"resuming {out.name} from step {start}")
-    vgg = VGGFeatures.oxford().to(dev).to(memory_format=memory_format)
-    grams = style_targets(vgg, recipe.style, recipe.style_size, dev)
-    photos = ContentPhotos.scan(Path(recipe.content), recipe.image_size, progress=progress)
-    if photos.skipped:
-        print(f"skipped {len(photos.skipped)} unreadable file(s) in {recipe.content}")
-    use_amp = dev.type == "cuda"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    if start == 0 or not log.is_file():
-        with open(log, "w", newline="") as f:
-            csv.writer(f).writerow(LOG_COLUMNS)
+    def __init__(self, recipe: Recipe, vgg: VGGFeatures, grams: dict[str, torch.Tensor], mode: StepMode,
+                 device: torch.device) -> None:
+        self.recipe, self.vgg, self.grams, self.mode, self.device = recipe, vgg, grams, mode, device
+        self.content_upto = CONTENT_LAYER if mode.short_content_pass else None
+        self.forward = torch.compile(self.stylize_and_look) if mode.compile else self.stylize_and_look
 
-    def meta(step: int, losses: dict[str, float]) -> dict[str, Any]:
-        return {**provenance(recipe, len(photos.images)), "steps": step, "final_losses": losses,
-                "stylenet_version": __version__, "step": step}
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mode.bf16)
 
-    model.train()
-    losses: dict[str, float] = {}
-    tick, seen = time.perf_counter(), 0
-    started = time.perf_counter()
-    bar = tqdm(range(start, recipe.steps), initial=start, total=recipe.steps, disable=not progress,
-               desc=f"{recipe.style_name}/{recipe.norm}", unit="step")
-    for step in bar:
-        x = photos.batch(recipe.batch_size, recipe.image_size, generator).to(dev)
-        if recipe.contrast_normalize:
-            x = normalize_contrast(x)
-        x = x.contiguous(memory_format=memory_format)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+    def stylize_and_look(self, model: TransformerNet, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The model's output and its VGG features (in bf16 under ``mode.bf16``)."""
+        with self.autocast():
             y = model(x)
-            feats = vgg(y)
-            with torch.no_grad():
-                target = vgg(x, upto=CONTENT_LAYER)[CONTENT_LAYER]
-            parts = {"content": recipe.content_weight * content_loss(feats[CONTENT_LAYER].float(), target.float()),
-                     "style": style_weight(recipe, step) * style_loss({k: v.float() for k, v in feats.items()}, grams),
-                     "tv": recipe.tv_weight * total_variation(y.float())}
-        total = parts["content"] + parts["style"] + parts["tv"]
-        if not math.isfinite(total.item()):
-            raise TrainingDiverged(f"loss became {total.item()} at step {step + 1}; last good checkpoint "
-                                   f"{state_path(out)} kept (try a lower --lr)")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        seen += x.shape[0]
-        done = step + 1
-        if done % recipe.log_every == 0 or done == recipe.steps:
-            now = time.perf_counter()
-            losses = {k: round(v.item(), 5) for k, v in parts.items()} | {"total": round(total.item(), 5)}
-            rate = seen / (now - tick)
-            tick, seen = now, 0
-            bar.set_postfix(content=f"{losses['content']:.3f}", style=f"{losses['style']:.3f}",
-                            tv=f"{losses['tv']:.3f}", img_s=f"{rate:.2f}")
-            with open(log, "a", newline="") as f:
-                csv.writer(f).writerow([done, losses["content"], losses["style"], losses["tv"], losses["total"],
-                                        round(rate, 3), round(now - started, 1)])
-        if done % recipe.checkpoint_every == 0 and done < recipe.steps:
-            save_train_state(model, optimizer, generator, meta(done, losses), state_path(out))
-    bar.close()
-    final = meta(recipe.steps, losses)
-    save_train_state(model, optimizer, generator, final, state_path(out))
-    save_model(model.to(memory_format=torch.contiguous_format), final, out)
-    return final
+            return y, self.vgg(y)
 
+    def loss_terms(self, y: torch.Tensor, feats: dict[str, torch.Tensor], target: torch.Tensor,
+                   step: int) -> dict[str, torch.Tensor]:
+        """The weighted loss terms, in fp32 and outside autocast: inside it a Gram matrix of
+        ``.float()`` features would still be computed in bf16."""
+        r = self.recipe
+        feats = {name: f.float() for name, f in feats.items()}
+        terms = {"content": r.content_weight * content_loss(feats[CONTENT_LAYER], target),
+                 "style": style_weight(r, step) * style_loss(feats, self.grams),
+                 "tv": r.tv_weight * total_variation(y.float())}
+        return terms | {"total": terms["content"] + terms["style"] + terms["tv"]}
+
+    def __call__(self, runs: Sequence[NormRun], batch: torch.Tensor, step: int) -> dict[str, dict[str, torch.Tensor]]:
+        """Update every model on ``batch`` (uint8-derived floats in [0, 1]); returns each norm's terms."""
+        x = batch.to(self.device)
+        if self.recipe.contrast_normalize:
+            x = normalize_contrast(x)
+        x = x.contiguous(memory_format=self.mode.memory_format)
+        with torch.no_grad(), self.autocast():
+            target = self.vgg(x, upto=self.content_upto)[CONTENT_LAYER]
+        target = target.float()
+        terms = {}
+        for run in runs:
+            run.optimizer.zero_grad(set_to_none=True)
+            y, feats = self.forward(run.model, x)
+            terms[run.norm] = self.loss_terms(y, feats, target, step)
+            terms[run.norm]["total"].backward()
+        for norm, t in terms.items():
+            if not math.isfinite(t["total"].item()):
+                raise TrainingDiverged(f"the {norm} model's loss became {t['total'].item()} at step {step + 1}; "
+                                       "its last good checkpoint is kept (try a lower --lr)")
+        for run in runs:
+            for group in run.optimizer.param_groups:
+                group["lr"] = learning_rate(self.recipe, step)
+            run.optimizer.step()
+        return terms
+
+
+def new_run(norm: str, recipe: Recipe, mode: StepMode, device: torch.device, out: Path, log: Path) -> NormRun:
+    """A fresh model (seeded, so each norm starts where a run of that norm alone would) and its Adam."""
+    torch.manual_seed(recipe.seed)
+    model = TransformerNet(norm, recipe.width).to(device, memory_format=mode.memory_format).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=mode.fused_adam)
+    return NormRun(norm, model, optimizer, out, log)
+
+
+def warm_starts(paths: Sequence[Path], norms: Sequence[str], width: int) -> dict[str, Path]:
+    """Which checkpoint starts which norm: one per norm, each of this run's width and one of its norms."""
+    chosen: dict[str, Path] = {}
+    for path in map(Path, paths):
+        meta = read_metadata(path)
+        if meta["norm"] not in norms or meta["width"] != width:
+            raise ValueError(f"--init {path.name} is a {meta['norm']} width-{meta['width']} model; this run "
+                             f"trains {'/'.join(norms)} at width {width}")
+        if meta["norm"] in chosen:
+            raise ValueError(f"--init {chosen[meta['norm']].name} and {path.name} are both {meta['norm']} models")
+        chosen[meta["norm"]] = path
+    missing = [norm for norm in norms if norm not in chosen]
+    if chosen and missing:
+        raise ValueError(f"--init gives no checkpoint for {', '.join(missing)}")
+    return chosen
+
+
+def warm_start(run: NormRun, path: Path) -> None:
+    """Load ``path``'s weights into the run's model (its Adam stays fresh) and record where they came from."""
+    model, meta = load_model(path)
+    run.model.load_state_dict(model.state_dict())
+    run.init = {"file": path.name, "sha256": sha256_file(path), "style": meta["style"], "steps": meta.get("steps")}
+
+
+def check_resumable(saved: dict[str, Any], recipe: Recipe, run: NormRun) -> None:
+    theirs = Recipe.from_metadata(saved["recipe"])  # fields newer than the file: their defaults
+    diff = [k for k in RESUME_MUST_MATCH if getattr(theirs, k) != getattr(recipe, k)]
+    diff += [k for k, theirs, ours in (("norm", saved["norm"], run.norm), ("init", saved.get("init"), run.init))
+             if theirs != ours]
+    if diff:
+        raise ValueError(f"cannot resume {run.state.name}: the recipe differs from the checkpoint in {', '.join(diff)}")
+    if saved["step"] > recipe.steps:
+        raise ValueError(f"cannot resume {run.state.name}: it is at step {saved['step']}, "
+                         f"beyond --steps {recipe.steps}")
+
+
+def saved_progress(runs: Sequence[NormRun], recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """The metadata of every run's training state, checked against this run; empty for a fresh
+    start. The states of a group must all exist and be at the same step."""
+    present = [run for run in runs if run.state.is_file()]
+    if not present:
+        return {}
+    if len(present) < len(runs):
+        missing = ", ".join(run.state.name for run in runs if run not in present)
+        raise ValueError(f"cannot resume: {missing} missing while {present[0].state.name} exists")
+    saved = {run.norm: read_metadata(run.state) for run in runs}
+    for run in runs:
+        check_resumable(saved[run.norm], recipe, run)
+    steps = {norm: meta["step"] for norm, meta in saved.items()}
+    if len(set(steps.values())) > 1:
+        raise ValueError(f"cannot resume: the training states are at different steps ({steps})")
+    return saved
+
+
+def restore(run: NormRun, generator: torch.Generator) -> None:
+    """Load the run's training state. Adam's moments come back from the file in the default
+    layout; they get their parameter's (channels_last) again, because the fused kernel walks all
+    of them in memory order and would otherwise pair each weight with another weight's moments."""
+    load_train_state(run.state, run.model, run.optimizer, generator)
+    for param, state in run.optimizer.state.items():
+        for key, value in state.items():
+            if value.shape == param.shape:
+                state[key] = torch.empty_like(param).copy_(value)
+
+
+def prepare_log(path: Path, start: int) -> None:
+    """A fresh CSV with its header, or, when resuming, the old one without the rows logged after
+    ``start`` (a killed run logs steps its last checkpoint does not hold; they are trained again)."""
+    rows: list[list[str]] = []
+    if start and path.is_file():
+        with open(path, newline="") as f:
+            rows = [row for row in csv.reader(f) if row and row[0].isdigit() and int(row[0]) <= start]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([LOG_COLUMNS, *rows])
+    os.replace(tmp, path)
+
+
+def measure_step(step: TrainStep, runs: Sequence[NormRun], recipe: Recipe, mode: StepMode) -> float:
+    """Seconds per step, measured before the run on copies of its models and a random batch, so the
+    run itself is untouched: the second of two steps (the first pays one-off setup costs)."""
+    copies = []
+    for run in runs:
+        model = copy.deepcopy(run.model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=mode.fused_adam)
+        copies.append(NormRun(run.norm, model, optimizer, run.out, run.log))
+    batch = torch.rand(recipe.batch_size, 3, recipe.image_size, recipe.image_size,
+                       generator=torch.Generator().manual_seed(0))
+    step(copies, batch, recipe.steps)
+    started = time.perf_counter()
+    step(copies, batch, recipe.steps)
+    return time.perf_counter() - started
+
+
+def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequence[Path] = (),
+          resume: bool = False, log: str | Path | None = None, device: str = "auto",
+          listener: Listener | None = None, mode: StepMode | None = None) -> dict[str, dict[str, Any]]:
+    """Train one model per norm on the same batches; returns each norm's model metadata.
+
+    ``out`` (and ``log``, default: each model's name with ``.csv``) follow ``output_paths``.
+    ``init``: checkpoints to warm-start from, one per norm. ``resume``: continue from the training
+    states beside the outputs when they exist (a finished run is left as it is).
+    """
+    norms = list(dict.fromkeys(norms))
+    dev = pick_device(device)
+    mode = mode or StepMode.fast(dev)
+    listener = listener or Listener()
+    outs = output_paths(out, recipe.style_name, norms, ".safetensors")
+    logs = (output_paths(log, recipe.style_name, norms, ".csv") if log
+            else {norm: path.with_suffix(".csv") for norm, path in outs.items()})
+    runs = [new_run(norm, recipe, mode, dev, outs[norm], logs[norm]) for norm in norms]
+    starts = warm_starts(init, norms, recipe.width)
+    for run in runs:
+        if run.norm in starts:
+            warm_start(run, starts[run.norm])
+    saved = saved_progress(runs, recipe) if resume else {}
+    start = next(iter(saved.values()))["step"] if saved else 0
+    losses = {norm: meta["final_losses"] for norm, meta in saved.items()}
+    if start == recipe.steps and all(run.out.is_file() for run in runs):
+        return {run.norm: read_metadata(run.out) for run in runs}
+
+    vgg = VGGFeatures.oxford().to(dev, memory_format=mode.memory_format)
+    grams = style_targets(vgg, recipe.style, recipe.style_size, dev)
+    photos = ContentPhotos.scan(Path(recipe.content), recipe.image_size, on_progress=listener.on_scan)
+    train_step = TrainStep(recipe, vgg, grams, mode, dev)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    if saved:  # after everything that draws from the global RNG (VGG's init), which the states record
+        for run in runs:
+            restore(run, generator)
+
+    def metadata(run: NormRun, step: int) -> dict[str, Any]:
+        return {**provenance(recipe, len(photos.images)), "steps": step, "final_losses": losses.get(run.norm, {}),
+                "stylenet_version": __version__, "step": step} | ({"init": run.init} if run.init else {})
+
+    def checkpoint(step: int, with_models: bool) -> None:
+        for run in runs:
+            save_train_state(run.model, run.optimizer, generator, metadata(run, step), run.state)
+            if with_models:
+                save_model(run.model, metadata(run, step), run.out)
+
+    step_seconds = measure_step(train_step, runs, recipe, mode) if start < recipe.steps else 0.0
+    listener.on_start(RunStart(tuple(norms), tuple(outs.values()), start, recipe.steps, len(photos.images),
+                               tuple(photos.skipped), step_seconds))
+    for run in runs:
+        prepare_log(run.log, start)
+    pace = Pace(step_seconds, recipe.batch_size)
+    done = start
+    for step in range(start, recipe.steps):
+        terms = train_step(runs, photos.batch(recipe.batch_size, recipe.image_size, generator), step)
+        pace.tick()
+        done = step + 1
+        losses = {norm: {k: round(v.item(), 5) for k, v in t.items()} for norm, t in terms.items()}
+        if done % recipe.log_every == 0 or done == recipe.steps:
+            for run in runs:
+                with open(run.log, "a", newline="") as f:
+                    csv.writer(f).writerow([done, *(losses[run.norm][k] for k in LOG_COLUMNS[1:5]),
+                                            round(pace.images_per_s, 3), round(pace.elapsed, 1)])
+        listener.on_step(StepEvent(done, recipe.steps, losses, pace.images_per_s,
+                                   (recipe.steps - done) * pace.step_seconds, pace.elapsed,
+                                   {run.norm: run.model for run in runs}))
+        if done < recipe.steps and listener.should_stop():
+            break
+        if done % recipe.checkpoint_every == 0 and done < recipe.steps:
+            checkpoint(done, with_models=False)
+    checkpoint(done, with_models=True)
+    return {run.norm: read_metadata(run.out) for run in runs}

@@ -1,17 +1,34 @@
-"""Training with the real Oxford VGG19 on tiny generated photos: loss falls, resume is exact."""
+"""Training with the real Oxford VGG19 on tiny generated photos: loss falls, several norms share
+batches, warm starts are checked and recorded, resume is exact, stopping keeps a checkpoint."""
 import csv
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from stylenet.scripts import train as train_cli
 
 from stylenet import losses
-from stylenet.checkpoint import load_model, read_metadata
-from stylenet.train import Recipe, TrainingDiverged, state_path, train
+from stylenet import train as train_module
+from stylenet.checkpoint import load_model, read_metadata, save_model
+from stylenet.data import ContentPhotos
+from stylenet.train import (
+    PRESETS,
+    Listener,
+    Recipe,
+    StepMode,
+    TrainingDiverged,
+    learning_rate,
+    output_paths,
+    state_path,
+    train,
+)
+from stylenet.transformer import TransformerNet
 from stylenet.vgg import VGGWeightsMissing, load_oxford_weights
 
 from .conftest import ROOT
@@ -19,15 +36,33 @@ from .conftest import ROOT
 TINY = dict(width=8, image_size=32, batch_size=2, style_size=64, log_every=1)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks gain nothing from threads, and on a busy 2-core machine two OpenMP threads
+    spend most of each step waiting for each other (measured: 10x slower steps)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def log_rows(path):
     with open(path) as f:
         return list(csv.DictReader(f))
 
 
+def assert_same_training_state(a, b):
+    """Bitwise: weights, BN statistics, Adam moments and step, both RNGs."""
+    ta, tb = load_file(str(state_path(a))), load_file(str(state_path(b)))
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        assert torch.equal(ta[key], tb[key]), key
+
+
 def test_few_steps_lower_the_loss_and_write_a_loadable_checkpoint(tmp_path, photo_dir, painting):
     out = tmp_path / "m.safetensors"
     recipe = Recipe(style=str(painting), content=str(photo_dir), steps=40, lr=1e-2, checkpoint_every=20, **TINY)
-    meta = train(recipe, out, device="cpu", progress=False)
+    meta = train(recipe, ["instance"], out, device="cpu")["instance"]
     totals = [float(r["total"]) for r in log_rows(out.with_suffix(".csv"))]
     assert len(totals) == 40
     assert sum(totals[-5:]) < 0.7 * sum(totals[:5])
@@ -39,61 +74,228 @@ def test_few_steps_lower_the_loss_and_write_a_loadable_checkpoint(tmp_path, phot
         assert model(torch.rand(1, 3, 33, 45)).shape == (1, 3, 33, 45)
 
 
+def test_two_norms_train_on_the_same_batches_as_two_separate_runs(tmp_path, photo_dir, painting, monkeypatch):
+    draws = []
+    real_batch = ContentPhotos.batch
+    monkeypatch.setattr(ContentPhotos, "batch", lambda self, *a: draws.append(real_batch(self, *a)) or draws[-1])
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=3, checkpoint_every=2, **TINY)
+    metas = train(recipe, ["batch", "instance"], tmp_path / "both", device="cpu")
+    assert len(draws) == 3  # one data stream: each batch drawn once for both models
+    for norm in ("batch", "instance"):
+        both = tmp_path / "both" / f"painting_{norm}.safetensors"
+        alone = tmp_path / f"{norm}.safetensors"
+        train(recipe, [norm], alone, device="cpu")
+        assert_same_training_state(both, alone)  # same weights after the same batches
+        assert metas[norm]["norm"] == norm and len(log_rows(both.with_suffix(".csv"))) == 3
+
+
+def test_output_names_for_one_or_several_norms():
+    two = ["batch", "instance"]
+    assert output_paths("m/{norm}.safetensors", "wave", two, ".safetensors") == {
+        "batch": Path("m/batch.safetensors"), "instance": Path("m/instance.safetensors")}
+    assert output_paths("m", "wave", two, ".safetensors")["batch"] == Path("m/wave_batch.safetensors")
+    assert output_paths("m.safetensors", "wave", ["batch"], ".safetensors") == {"batch": Path("m.safetensors")}
+    with pytest.raises(ValueError, match="several norms need a folder or a .safetensors name containing {norm}"):
+        output_paths("m.safetensors", "wave", two, ".safetensors")
+
+
+def test_init_warm_starts_and_is_recorded(tmp_path, photo_dir, painting):
+    torch.manual_seed(5)
+    start = tmp_path / "start.safetensors"
+    save_model(TransformerNet("instance", 8), {"style": "other", "steps": 123}, start)
+    out = tmp_path / "m.safetensors"
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=2, lr=0.0, **TINY)
+    meta = train(recipe, ["instance"], out, init=[start], device="cpu")["instance"]
+    assert meta["init"]["file"] == "start.safetensors" and meta["init"]["steps"] == 123
+    assert len(meta["init"]["sha256"]) == 64 and "/" not in str(meta["init"])
+    (a, _), (b, _) = load_model(start), load_model(out)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key  # lr 0: still exactly the init weights
+
+
+def test_init_refuses_a_width_or_norm_mismatch_in_one_line(tmp_path, photo_dir, painting, cli):
+    ckpt = tmp_path / "b16.safetensors"
+    save_model(TransformerNet("batch", 16), {"style": "x"}, ckpt)
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=1, **TINY)
+    with pytest.raises(ValueError, match=r"^--init b16.safetensors is a batch width-16 model; this run trains "
+                                         r"instance at width 8$"):
+        train(recipe, ["instance"], tmp_path / "m.safetensors", init=[ckpt], device="cpu")
+    result = cli(*cli_args(tmp_path, photo_dir, painting, 1), "--init", str(ckpt))
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --init b16.safetensors is a batch width-16 model; this run trains " \
+                                    "batch at width 8"
+
+
 def test_resume_continues_exactly(tmp_path, photo_dir, painting):
     base = dict(style=str(painting), content=str(photo_dir), checkpoint_every=3, lr=1e-2, **TINY)
     straight = tmp_path / "straight.safetensors"
-    train(Recipe(steps=6, **base), straight, device="cpu", progress=False)
+    train(Recipe(steps=6, **base), ["batch"], straight, device="cpu")
     split = tmp_path / "split.safetensors"
-    train(Recipe(steps=3, **base), split, device="cpu", progress=False)
-    train(Recipe(steps=6, **base), split, device="cpu", resume=True, progress=False)
+    train(Recipe(steps=3, **base), ["batch"], split, device="cpu")
+    train(Recipe(steps=6, **base), ["batch"], split, device="cpu", resume=True)
     assert [r["step"] for r in log_rows(split.with_suffix(".csv"))] == [str(i) for i in range(1, 7)]
-    a, _ = load_model(straight)
-    b, meta = load_model(split)
-    assert meta["steps"] == 6
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
-        torch.testing.assert_close(pa, pb, atol=1e-3, rtol=0, msg=name)
+    assert read_metadata(split)["steps"] == 6
+    assert_same_training_state(straight, split)
+
+
+class Crash(Exception):
+    """Stands for a kill between two checkpoints."""
+
+
+def test_resume_after_a_crash_logs_every_step_once(tmp_path, photo_dir, painting, monkeypatch):
+    real = train_module.style_weight
+
+    def crash_in_step_5(recipe, step):
+        if step == 4 and recipe.steps == 6:
+            raise Crash
+        return real(recipe, step)
+
+    out = tmp_path / "m.safetensors"
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=6, checkpoint_every=3, **TINY)
+    monkeypatch.setattr("stylenet.train.style_weight", crash_in_step_5)
+    with pytest.raises(Crash):
+        train(recipe, ["batch"], out, device="cpu")
+    assert [r["step"] for r in log_rows(out.with_suffix(".csv"))] == ["1", "2", "3", "4"]
+    monkeypatch.setattr("stylenet.train.style_weight", real)
+    train(recipe, ["batch"], out, device="cpu", resume=True)
+    assert [r["step"] for r in log_rows(out.with_suffix(".csv"))] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_resuming_a_finished_run_leaves_it_as_it_is(tmp_path, photo_dir, painting):
+    out = tmp_path / "m.safetensors"
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=3, **TINY)
+    train(recipe, ["instance"], out, device="cpu")
+    before = out.read_bytes(), state_path(out).read_bytes()
+    meta = train(recipe, ["instance"], out, device="cpu", resume=True)["instance"]
+    assert set(meta["final_losses"]) == {"content", "style", "tv", "total"}
+    assert (out.read_bytes(), state_path(out).read_bytes()) == before
 
 
 def test_resume_refuses_a_different_recipe(tmp_path, photo_dir, painting):
     out = tmp_path / "m.safetensors"
     base = dict(style=str(painting), content=str(photo_dir), steps=2, **TINY)
-    train(Recipe(**base), out, device="cpu", progress=False)
+    train(Recipe(**base), ["instance"], out, device="cpu")
     with pytest.raises(ValueError, match="batch_size"):
-        train(Recipe(**{**base, "batch_size": 3, "steps": 4}), out, device="cpu", resume=True, progress=False)
+        train(Recipe(**{**base, "batch_size": 3, "steps": 4}), ["instance"], out, device="cpu", resume=True)
+
+
+class StopAfter(Listener):
+    def __init__(self, step):
+        self.stop_at, self.events, self.starts = step, [], []
+
+    def on_start(self, start):
+        self.starts.append(start)
+
+    def on_step(self, event):
+        self.events.append(event)
+
+    def should_stop(self):
+        return self.events[-1].step == self.stop_at
+
+
+def test_listener_sees_every_step_and_can_stop_a_run_that_resumes_exactly(tmp_path, photo_dir, painting):
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=4, checkpoint_every=10, **TINY)
+    straight = tmp_path / "straight" / "{norm}.safetensors"
+    train(recipe, ["batch", "instance"], straight, device="cpu")
+    stopped = tmp_path / "stopped" / "{norm}.safetensors"
+    listener = StopAfter(2)
+    metas = train(recipe, ["batch", "instance"], stopped, device="cpu", listener=listener)
+    start = listener.starts[0]
+    assert (start.start, start.steps, start.photos, len(start.skipped)) == (0, 4, 4, 1) and start.step_seconds > 0
+    assert [e.step for e in listener.events] == [1, 2]
+    event = listener.events[-1]
+    assert set(event.losses) == {"batch", "instance"}
+    assert set(event.losses["batch"]) == {"content", "style", "tv", "total"}
+    assert event.images_per_s > 0 and event.eta_seconds > 0 and set(event.models) == {"batch", "instance"}
+    assert metas["batch"]["steps"] == metas["instance"]["steps"] == 2  # stopped: a checkpoint of step 2
+    train(recipe, ["batch", "instance"], stopped, device="cpu", resume=True)
+    for norm in ("batch", "instance"):
+        assert_same_training_state(tmp_path / "straight" / f"{norm}.safetensors",
+                                   tmp_path / "stopped" / f"{norm}.safetensors")
+
+
+def test_learning_rate_ramps_in_over_lr_warmup():
+    recipe = Recipe(style="", content="", lr=1e-3, lr_warmup=4)
+    assert [learning_rate(recipe, step) for step in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert learning_rate(Recipe(style="", content="", lr=1e-3), 0) == 1e-3
+
+
+def test_losses_and_grams_are_fp32_under_bf16_autocast(tmp_path, photo_dir, painting, monkeypatch):
+    dtypes = []
+    real_gram = losses.gram_matrix
+    monkeypatch.setattr("stylenet.losses.gram_matrix", lambda f: dtypes.append(real_gram(f).dtype) or real_gram(f))
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=1, **TINY)
+    train(recipe, ["instance"], tmp_path / "m.safetensors", device="cpu", mode=StepMode(bf16=True))
+    assert dtypes and set(dtypes) == {torch.float32}
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, photo_dir, painting, monkeypatch):
+    real = train_module.style_weight
+    monkeypatch.setattr("stylenet.train.style_weight", lambda r, step: float("nan") if step == 4 else real(r, step))
     out = tmp_path / "m.safetensors"
-    calls = {"n": 0}
-    real_tv = losses.total_variation
-
-    def tv_that_explodes(image):
-        calls["n"] += 1
-        return real_tv(image) * (float("nan") if calls["n"] > 4 else 1.0)
-
-    monkeypatch.setattr("stylenet.train.total_variation", tv_that_explodes)
     recipe = Recipe(style=str(painting), content=str(photo_dir), steps=10, checkpoint_every=2, **TINY)
-    with pytest.raises(TrainingDiverged, match="step 5"):
-        train(recipe, out, device="cpu", progress=False)
+    with pytest.raises(TrainingDiverged, match="instance model's loss became nan at step 5"):
+        train(recipe, ["instance"], out, device="cpu")
     assert read_metadata(state_path(out))["step"] == 4
     assert not out.exists()
 
 
-def run_cli(*args, **kwargs):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], capture_output=True,
-                          text=True, **kwargs)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def cli(capsys):
+    """scripts/train.py's main in this process (a subprocess would spend seconds importing torch)."""
+    def run(*args):
+        try:
+            code = train_cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+    return run
 
 
 def cli_args(tmp_path, photo_dir, painting, steps):
     return ["--style", str(painting), "--content", str(photo_dir), "--norm", "batch", "--out",
             str(tmp_path / "cli.safetensors"), "--steps", str(steps), "--image-size", "32", "--batch-size", "2",
-            "--width", "8", "--style-size", "64", "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu"]
+            "--width", "8", "--style-size", "64", "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu",
+            "--no-progress"]
 
 
-def test_cli_survives_kill_9_and_resumes(tmp_path, photo_dir, painting):
+def test_presets_resolve_to_the_documented_values():
+    def recipe(*flags):
+        return train_cli.resolve_recipe(train_cli.parse_args(["--style", "p.jpg", "--content", "d", "--out", "o",
+                                                              *flags]))
+
+    full = recipe("--preset", "full")
+    assert (full.image_size, full.batch_size, full.steps, full.width) == (256, 4, 40000, 32)
+    standard = recipe()
+    assert (standard.image_size, standard.batch_size, standard.steps, standard.width) == (256, 4, 2000, 32)
+    quick = recipe("--preset", "quick")
+    assert {k: getattr(quick, k) for k in PRESETS["quick"]} == PRESETS["quick"]
+    assert (quick.image_size, quick.steps, quick.style_warmup) == (128, 600, 150)
+    mixed = recipe("--preset", "full", "--steps", "10", "--style-weight", "2")
+    default_tv = Recipe(style="", content="").tv_weight
+    assert (mixed.steps, mixed.image_size, mixed.style_weight, mixed.tv_weight) == (10, 256, 2.0, default_tv)
+
+
+def test_cli_trains_two_norms_and_prints_the_estimate_first(tmp_path, photo_dir, painting, cli):
+    args = cli_args(tmp_path, photo_dir, painting, 2)
+    args[args.index("--norm") + 1:args.index("--norm") + 2] = ["batch", "instance"]
+    args[args.index("--out") + 1] = str(tmp_path / "models")
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("4 photos, 2 model(s): measured ") and lines[1].endswith("so 2 steps take about 1 min")
+    for norm in ("batch", "instance"):
+        assert read_metadata(tmp_path / "models" / f"painting_{norm}.safetensors")["steps"] == 2
+
+
+def test_cli_survives_kill_9_and_resumes(tmp_path, photo_dir, painting, cli):
     args = cli_args(tmp_path, photo_dir, painting, 100000)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args, "--no-progress"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ONE_THREAD)
     state = state_path(tmp_path / "cli.safetensors")
     deadline = time.time() + 120
     while time.time() < deadline and not (state.exists() and read_metadata(state)["step"] >= 4):
@@ -102,29 +304,35 @@ def test_cli_survives_kill_9_and_resumes(tmp_path, photo_dir, painting):
     proc.wait()
     killed_at = read_metadata(state)["step"]  # atomic writes: always a whole, readable file
     assert killed_at >= 4
-    done = run_cli(*cli_args(tmp_path, photo_dir, painting, killed_at + 2), "--resume", "--no-progress")
+    done = cli(*cli_args(tmp_path, photo_dir, painting, killed_at + 2), "--resume")
     assert done.returncode == 0, done.stderr
     assert f"resuming cli.safetensors from step {killed_at}" in done.stdout
     assert read_metadata(tmp_path / "cli.safetensors")["steps"] == killed_at + 2
+    steps = [int(r["step"]) for r in log_rows(tmp_path / "cli.csv")]
+    assert steps == list(range(1, killed_at + 3))
 
 
-def test_cli_errors_are_one_line(tmp_path, photo_dir, painting):
+def test_cli_errors_are_one_line(tmp_path, photo_dir, painting, cli):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "junk.png").write_bytes(b"junk")
     args = cli_args(tmp_path, empty, painting, 2)
-    result = run_cli(*args)
+    result = cli(*args)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: no readable jpg/png/webp photo in {empty} (1 unreadable)"
     assert "Traceback" not in result.stderr
-    result = run_cli(*cli_args(tmp_path, photo_dir, painting, 2)[:-2], "--device", "cpu", "--norm", "bogus")
+    result = cli(*cli_args(tmp_path, photo_dir, painting, 2), "--norm", "bogus")
     assert result.returncode == 2 and "invalid choice: 'bogus'" in result.stderr
-    result = run_cli(*[a.replace("cli.safetensors", "cli.pth") for a in args])
+    result = cli(*[a.replace("cli.safetensors", "cli.pth") for a in args])
     assert result.returncode == 2 and "must end in .safetensors" in result.stderr
+    result = cli(*cli_args(tmp_path, photo_dir, painting, 2), "--norm", "batch", "instance")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: several norms need a folder or a .safetensors name containing {{norm}}, " \
+                                    f"not {tmp_path / 'cli.safetensors'}"
 
 
-def test_skipped_files_are_counted(tmp_path, photo_dir, painting):
-    result = run_cli(*cli_args(tmp_path, photo_dir, painting, 1), "--no-progress")
+def test_skipped_files_are_counted(tmp_path, photo_dir, painting, cli):
+    result = cli(*cli_args(tmp_path, photo_dir, painting, 1))
     assert result.returncode == 0, result.stderr
     assert "skipped 1 unreadable file(s)" in result.stdout
 
