@@ -1,0 +1,68 @@
+"""Compare's latency with and without a training job running in the app (README, "Train a style in the browser").
+
+    python scripts/train_latency.py [--calls 10] [--max-side 512] [--train-photos ../shared/data/train]
+
+Starts app.py on the shipped weights and a temporary models folder; times --calls /compare requests
+(every shipped norm of Starry Night on one photo), one after another, while the app is idle; then
+submits a quick-preset BN + IN job, waits for its first training step, times the same requests while
+it trains, cancels the job and prints the median and 90th percentile of both, with the load average.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gradio_client import Client, handle_file
+from stylenet.scripts.load_test import ROOT, running_app
+
+from stylenet.jobs import DEFAULT_PHOTOS
+
+
+def time_compare(client: Client, photo: Path, calls: int, max_side: int) -> list[float]:
+    seconds = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        client.predict(handle_file(str(photo)), "starry_night", 1.0, False, max_side, api_name="/compare")
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def summary(label: str, seconds: list[float]) -> str:
+    p90 = statistics.quantiles(seconds, n=10)[-1] if len(seconds) > 1 else seconds[0]
+    return (f"{label}: median {statistics.median(seconds):.2f} s, p90 {p90:.2f} s over {len(seconds)} calls "
+            f"(load average {os.getloadavg()[0]:.1f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=10)
+    p.add_argument("--max-side", type=int, default=512)
+    p.add_argument("--photo", type=Path, default=ROOT / "examples" / "skimage_chelsea.jpg")
+    p.add_argument("--painting", type=Path, default=ROOT / "weights" / "styles" / "the_scream.jpg")
+    p.add_argument("--train-photos", type=Path, default=DEFAULT_PHOTOS)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        flags = ("--models-dir", str(Path(tmp) / "models"), "--train-photos", str(args.train_photos))
+        with running_app(ROOT / "weights", Path(tmp) / "app.log", *flags) as (url, _):
+            client = Client(url, verbose=False)
+            time_compare(client, args.photo, 1, args.max_side)  # warm-up
+            print(summary("idle", time_compare(client, args.photo, args.calls, args.max_side)), flush=True)
+            job, _ = client.predict(handle_file(str(args.painting)), "latency_probe", "quick", ["batch", "instance"],
+                                    0, 0, 0, None, api_name="/train")
+            while not any(e["event"] == "step" for e in client.predict(job, api_name="/job_events")):
+                time.sleep(2)
+            busy = time_compare(client, args.photo, args.calls, args.max_side)
+            step = [e for e in client.predict(job, api_name="/job_events") if e["event"] == "step"][-1]
+            print(summary("while training", busy), flush=True)
+            print(f"the job meanwhile: step {step['step']}, {step['images_per_s']:.2f} images/s", flush=True)
+            client.predict(job, api_name="/cancel")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The app's "Train a style" tab: a thin view over the job API (``stylenet.jobs``).
+
+Everything shown comes from the job folders, re-read every few seconds, so a reload or a second
+browser sees the same running job, its curves and previews, and the history. Each browser session
+remembers what it last drew (a ``gr.State``) and skips outputs that have not changed, so an idle
+page costs the server a directory listing per refresh.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from .jobs import Job, JobError, JobStore
+from .norms import NORM_KINDS, NORMS, norm_label
+from .style_registry import StyleRegistry
+from .train import PRESETS
+
+REFRESH_S = 2.0  # the live view's refresh period
+STYLE_LISTS_REFRESH_S = 5.0
+LOSS_COLUMNS = ("step", "loss", "curve")
+
+
+def tint(color: str, amount: float = 0.55) -> str:
+    """``color`` mixed with white: a norm's content curve beside its darker style curve."""
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in rgb)
+
+
+def curve_colors() -> dict[str, str]:
+    colors = {}
+    for norm in NORM_KINDS:
+        colors[f"{norm_label(norm)} style"] = NORMS[norm].color
+        colors[f"{norm_label(norm)} content"] = tint(NORMS[norm].color)
+    return colors
+
+
+def loss_table(events: list[dict[str, Any]]) -> pd.DataFrame | None:
+    """Style and content loss of every norm at every reported step, long format for gr.LinePlot;
+    None before the first step (a plot first drawn from an empty table never shows later lines)."""
+    rows = [(e["step"], losses[part], f"{norm_label(norm)} {part}")
+            for e in events if e["event"] == "step"
+            for norm, losses in e["losses"].items() for part in ("style", "content")]
+    return pd.DataFrame(rows, columns=list(LOSS_COLUMNS)) if rows else None
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def status_text(store: JobStore, job: Job | None, events: list[dict[str, Any]]) -> str:
+    """One glance: state, step, speed, ETA and the latest losses per norm."""
+    if job is None:
+        return "No job yet: upload a painting, name it and press **Train**."
+    head = f"### {job.name} — {job.state}"
+    if job.state == "queued":
+        return f"{head}\nposition **{store.position(job)}** in the queue (one job trains at a time)"
+    steps = [e for e in events if e["event"] == "step"]
+    lines = [head]
+    if steps:
+        last = steps[-1]
+        line = f"step **{last['step']} / {last['steps']}** · {last['images_per_s']:.1f} images/s"
+        if job.state == "running":
+            line += f" · ETA **{duration(last['eta_s'])}**"
+        lines.append(line)
+        lines.append(" · ".join(f"{norm_label(n)}: style {v['style']:.3f}, content {v['content']:.3f}"
+                                for n, v in last["losses"].items()))
+    elif job.state == "running":
+        scans = [e for e in events if e["event"] == "scan"]
+        lines.append(f"reading the training photos: {scans[-1]['done']} / {scans[-1]['total']}" if scans
+                     else "starting: loading VGG and the painting's style targets…")
+    if job.message:
+        lines.append(job.message)
+    return "\n\n".join(lines)
+
+
+def preview_gallery(job: Job, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The newest preview of every norm on every preview photo, captioned with norm and step."""
+    previews = [e for e in events if e["event"] == "preview"]
+    if not previews:
+        return []
+    last = previews[-1]
+    return [(str(job.folder / file), f"{norm_label(norm)} · step {last['step']}")
+            for norm, files in last["images"].items() for file in files]
+
+
+def history(store: JobStore, jobs: list[Job]) -> str:
+    if not jobs:
+        return ""
+    rows = ["| style | norms | steps | state |", "|---|---|---|---|"]
+    for job in reversed(jobs):
+        state = job.state + (f" (position {store.position(job)})" if job.state == "queued" else "")
+        state += " — resumable" if job.resumable else ""
+        rows.append(f"| {job.name} | {' + '.join(norm_label(n) for n in job.norms)} | "
+                    f"{job.settings['steps']} | {state} |")
+    return "\n".join(rows)
+
+
+def default_job(jobs: list[Job]) -> Job | None:
+    """What a fresh page shows: the running job, else the next queued one, else the newest."""
+    for state in ("running", "queued"):
+        for job in jobs:
+            if job.state == state:
+                return job
+    return jobs[-1] if jobs else None
+
+
+def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..., gr.Image],
+              compare_photo: gr.Image | None = None) -> None:
+    """Build the tab inside the caller's ``gr.Tab``; ``photo_input`` makes a safe image upload."""
+    limits = store.limits
+    gr.Markdown("Upload a painting and train your own style. Every chosen norm trains **on the same batches** "
+                "of photos, side by side: watch Instance Norm find the style while Batch Norm lags. One job "
+                "trains at a time (in a background process); others wait in a queue. Finished models appear in "
+                "**Compare** and **Why IN?**.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            painting = photo_input("Painting", 200, elem_id="train-painting")
+            name = gr.Textbox(label="Style name", placeholder="e.g. my_watercolour", max_length=100)
+            preset = gr.Radio(list(PRESETS), value="quick", label="Preset")
+            norms = gr.CheckboxGroup([(norm_label(n), n) for n in NORM_KINDS], value=["batch", "instance"],
+                                     label="Norms (trained on identical batches)")
+            with gr.Accordion("Training settings", open=False):
+                steps = gr.Number(PRESETS["quick"]["steps"], precision=0, label=f"Steps (1 to {limits.steps})")
+                image_size = gr.Number(PRESETS["quick"]["image_size"], precision=0,
+                                       label=f"Training crop size, px (32 to {limits.image_size})")
+                width = gr.Number(PRESETS["quick"]["width"], precision=0,
+                                  label=f"Network width (4 to {limits.width}; 32 = Johnson)")
+            train = gr.Button("Train", variant="primary", elem_id="train-btn")
+            note = gr.Markdown(elem_id="train-note")
+        with gr.Column(scale=2):
+            job_id = gr.Dropdown([], value=None, label="Job", elem_id="job-select", allow_custom_value=True)
+            status = gr.Markdown(elem_id="job-status")
+            curves = gr.LinePlot(None, x="step", y="loss", color="curve", color_map=curve_colors(),
+                                 title="Style and content loss (relative)", height=300, elem_id="loss-plot")
+            previews = gr.Gallery(label="Previews (each model in eval mode)", columns=4, fit_columns=False,
+                                  height=260, object_fit="contain", format="png", elem_id="job-previews")
+            with gr.Row():
+                cancel = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
+                resume = gr.Button("Resume", elem_id="resume-btn")
+                delete = gr.Button("Delete job and its models", elem_id="delete-btn")
+            jobs_md = gr.Markdown(elem_id="job-history")
+    seen = gr.State({})
+    timer = gr.Timer(REFRESH_S)
+
+    def fill(preset_name: str):
+        values = PRESETS[preset_name]
+        return values["steps"], values["image_size"], values["width"]
+
+    def submit(painting_path, style_name, preset_name, chosen, n_steps, size, net_width, compare_path=None):
+        try:
+            job = store.submit(painting_path, style_name, list(chosen or []), preset_name,
+                               {"steps": n_steps, "image_size": size, "width": net_width}, compare_path)
+        except JobError as exc:
+            raise gr.Error(str(exc)) from None
+        message = f"Queued **{job.name}**" + (f" (position {store.position(job)})" if store.position(job) else "")
+        return job.id, message  # the next refresh lists it among the jobs
+
+    def act(action: Callable[[str], Job], verb: str) -> Callable[[str | None], str]:
+        def run(selected: str | None) -> str:
+            try:
+                job = action(selected or "")
+            except JobError as exc:
+                raise gr.Error(str(exc)) from None
+            registry.sync(store.user_styles())
+            return f"{verb} **{job.name}**"
+        return run
+
+    def refresh(selected: str | None, last: dict[str, Any]):
+        """Everything the live view shows, skipping outputs this session already has."""
+        registry.sync(store.user_styles())
+        jobs = store.jobs()
+        by_id = {j.id: j for j in jobs}
+        job = by_id.get(selected) or default_job(jobs)
+        events = store.events(job.id) if job else []
+        now = {"jobs": [(j.id, j.state, store.position(j)) for j in jobs], "job": job and job.id,
+               "events": len(events), "state": job and (job.state, job.message)}
+        new_job, jobs_changed = now["job"] != last.get("job"), now["jobs"] != last.get("jobs")
+        changed = new_job or now["events"] != last.get("events") or now["state"] != last.get("state")
+        # Only an empty or stale selection is replaced: this refresh may have started before the user
+        # picked or submitted a job, and must not switch the view back.
+        chosen = {"value": now["job"]} if now["job"] != selected else {}
+        return (gr.update(choices=job_choices(jobs), **chosen) if jobs_changed or chosen else gr.skip(),
+                status_text(store, job, events) if changed or jobs_changed else gr.skip(),
+                loss_table(events) if changed else gr.skip(),
+                preview_gallery(job, events) if job and changed else ([] if new_job else gr.skip()),
+                history(store, jobs) if jobs_changed else gr.skip(),
+                now)
+
+    live = [job_id, status, curves, previews, jobs_md, seen]
+    preset.change(fill, preset, [steps, image_size, width], api_name=False)
+    inputs = [painting, name, preset, norms, steps, image_size, width] + ([compare_photo] if compare_photo else [])
+    train.click(submit, inputs, [job_id, note], api_name="train")
+    cancel.click(act(store.cancel, "Cancelling"), job_id, note, api_name="cancel")
+    resume.click(act(store.resume, "Resumed"), job_id, note, api_name="resume")
+    delete.click(act(store.delete, "Deleted"), job_id, note, api_name="delete_job")
+    timer.tick(refresh, [job_id, seen], live, api_name=False, show_progress="hidden")
+    job_id.input(refresh, [job_id, gr.State({})], live, api_name=False, show_progress="hidden")
+
+    def jobs() -> list[dict]:
+        """Every job with its state, queue position and, once done, its models."""
+        registry.sync(store.user_styles())
+        return [job_summary(store, j) for j in store.jobs()]
+
+    def job_events(job: str) -> list[dict]:
+        """The worker's events for one job: steps (losses per norm, images/s, ETA), previews, the end."""
+        try:
+            return store.events(job)
+        except JobError as exc:
+            raise gr.Error(str(exc)) from None
+
+    gr.api(jobs, api_name="jobs")
+    gr.api(job_events, api_name="job_events")
+
+
+def job_choices(jobs: list[Job]) -> list[tuple[str, str]]:
+    return [(job.summary(), job.id) for job in reversed(jobs)]
+
+
+def job_summary(store: JobStore, job: Job) -> dict[str, Any]:
+    return {"id": job.id, "name": job.name, "norms": job.norms, "state": job.state, "message": job.message,
+            "position": store.position(job), "settings": job.settings, "resumable": job.resumable,
+            "models": {n: str(job.model_path(n)) for n in job.norms if job.model_path(n).is_file()}}
+
+
+def style_lists(registry: StyleRegistry, store: JobStore, dropdowns: list[tuple[gr.Dropdown, Callable]]) -> None:
+    """Keep other tabs' style dropdowns in step with the registry (a job finished, a model was deleted).
+
+    Built outside any tab, so it ticks whichever tab is open. ``dropdowns`` pairs each dropdown with
+    a filter on the styles it may list; the shipped styles keep the dropdown's own order.
+    """
+    order = {id(dd): [value for _, value in dd.choices] for dd, _ in dropdowns}
+
+    def update(version: int):
+        registry.sync(store.user_styles())
+        if version == registry.version:
+            return [gr.skip()] * len(dropdowns) + [version]
+        updates = []
+        for dd, keep in dropdowns:
+            first = order[id(dd)]
+            choices = sorted(registry.choices(keep), key=lambda c: first.index(c[1]) if c[1] in first else len(first))
+            updates.append(gr.update(choices=choices))
+        return updates + [registry.version]
+
+    version = gr.State(0)
+    gr.Timer(STYLE_LISTS_REFRESH_S).tick(update, version, [dd for dd, _ in dropdowns] + [version], api_name=False,
+                                         show_progress="hidden")

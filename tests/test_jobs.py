@@ -1,0 +1,205 @@
+"""The job API: tiny jobs (64 px, a few steps, width 8) trained by real worker processes."""
+import os
+import signal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylenet.checkpoint import CheckpointError, load_model, read_metadata
+from stylenet.jobs import (
+    CANCEL_FILE,
+    PREVIEW_SIDE,
+    REPO,
+    WORKER_NICE,
+    JobError,
+    JobStore,
+    Limits,
+    Runner,
+    StopCheck,
+    UserStyle,
+    main,
+    worker_threads,
+)
+from stylenet.style_registry import StyleRegistry
+from stylenet.train import state_path
+
+TINY = {"steps": 3, "image_size": 64, "width": 8}
+
+
+@pytest.fixture
+def store(tmp_path, photo_dir):
+    return JobStore(tmp_path / "models", photo_dir)
+
+
+def of_kind(events, kind):
+    return [e for e in events if e["event"] == kind]
+
+
+def test_a_tiny_job_trains_every_norm_reports_and_outlives_the_store(store, painting, photo_dir):
+    job = store.submit(painting, "tiny", ["instance", "batch"], "quick", TINY, preview_photo=photo_dir / "p0.jpg")
+    assert job.norms == ["batch", "instance"] and store.position(job) == 1
+    assert job.painting.name == "tiny.png" and job.previews == ["preview_example.png", "preview_yours.png"]
+    done = Runner(store).wait(job.id, timeout=300)
+    assert done.state == "done", (done.message, (job.folder / "worker.log").read_text())
+    events = store.events(job.id)
+    start = of_kind(events, "start")[0]
+    assert start["photos"] == 4 and start["skipped"] == 1  # photo_dir holds one broken file
+    assert start["nice"] >= WORKER_NICE and start["threads"] == worker_threads()
+    steps = of_kind(events, "step")
+    assert [e["step"] for e in steps] == [1, 2, 3]
+    assert all(set(e["losses"]) == {"batch", "instance"} and e["images_per_s"] > 0 for e in steps)
+    assert steps[-1]["eta_s"] == 0
+    last_preview = of_kind(events, "preview")[-1]
+    assert last_preview["step"] == 3 and set(last_preview["images"]) == {"batch", "instance"}
+    for norm, (example, yours) in last_preview["images"].items():
+        assert (example, yours) == (f"previews/{norm}_preview_example.png", f"previews/{norm}_preview_yours.png")
+        assert max(Image.open(job.folder / example).size) == PREVIEW_SIDE
+        assert Image.open(job.folder / yours).size == (48, 40)  # the user's photo, never enlarged
+    assert events[-1]["event"] == "end" and events[-1]["state"] == "done"
+    for norm in job.norms:
+        _, meta = load_model(job.model_path(norm))
+        assert (meta["style"], meta["norm"], meta["steps"], meta["width"]) == ("tiny", norm, 3, 8)
+        assert meta["recipe"]["image_size"] == 64 and meta["training_set"] == {"name": "photos", "photos": 4}
+    restarted = JobStore(store.root, photo_dir)  # what a restarted app sees
+    [style] = restarted.user_styles()
+    assert (style.name, sorted(style.files), style.painting) == ("tiny", ["batch", "instance"], job.painting)
+
+
+def test_cancel_keeps_the_checkpoint_and_resume_finishes(store, painting):
+    job = store.submit(painting, "stopme", ["batch", "instance"], "quick", {**TINY, "steps": 5})
+    runner = Runner(store)
+    runner.tick()
+    assert store.get(job.id).state == "running"
+    store.cancel(job.id)  # the flag is there before the first step: the worker stops right after it
+    cancelled = runner.wait(job.id, timeout=300)
+    assert (cancelled.state, cancelled.resumable) == ("cancelled", True), cancelled.message
+    assert "step 1" in cancelled.message
+    for norm in job.norms:
+        assert read_metadata(state_path(job.model_path(norm)))["step"] == 1
+    assert store.user_styles() == []  # a cancelled job's models do not join the app
+    store.resume(job.id)
+    assert not (job.folder / CANCEL_FILE).exists()
+    done = runner.wait(job.id, timeout=300)
+    assert done.state == "done", done.message
+    assert [e["step"] for e in of_kind(store.events(job.id), "step")] == [1, 2, 3, 4, 5]
+    assert read_metadata(job.model_path("instance"))["steps"] == 5
+
+
+def test_a_worker_that_dies_leaves_an_interrupted_resumable_job(store, painting):
+    job = store.submit(painting, "killed", ["instance"], "quick", TINY)
+    runner = Runner(store)
+    runner.tick()
+    os.kill(store.get(job.id).pid, signal.SIGKILL)
+    interrupted = runner.wait(job.id, timeout=60)
+    assert (interrupted.state, interrupted.resumable) == ("interrupted", True)
+    assert "stopped unexpectedly" in interrupted.message
+    assert store.events(job.id)[-1] == {**store.events(job.id)[-1], "event": "end", "state": "interrupted"}
+
+
+def test_stop_check_reasons(tmp_path):
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = StopCheck(tmp_path)
+        assert not stop() and stop.reason is None
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.reason == "interrupted"
+        (tmp_path / CANCEL_FILE).touch()
+        assert stop.reason == "cancelled"
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def test_requests_are_refused_with_one_clear_line(tmp_path, store, painting, photo_dir, monkeypatch):
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    refusals = {
+        "holiday.jpg: not an image in a supported format": dict(painting=bad),
+        "upload a painting first": dict(painting=None),
+        "steps must be 1 to 20000 (got 20001)": dict(overrides={"steps": 20001}),
+        "image size must be 32 to 512 (got 1024)": dict(overrides={"image_size": 1024}),
+        "width must be 4 to 64 (got 128)": dict(overrides={"width": 128}),
+        "choose at least one norm": dict(norms=[]),
+        "unknown preset 'huge'": dict(preset="huge"),
+        "name: style '../up' is not a usable name": dict(name="../up"),
+    }
+    for message, change in refusals.items():
+        request = {"painting": painting, "name": "ok", "norms": ["instance"], "preset": "quick",
+                   "overrides": TINY} | change
+        with pytest.raises(JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            store.submit(**request)
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (800, 800, 3), dtype=np.uint8)).save(big)
+    small = JobStore(tmp_path / "small", photo_dir, Limits(painting_bytes=2**20, painting_pixels=4000, queue=1))
+    with pytest.raises(JobError, match=r"big.png: 1\.\d MB is over the 1 MB limit for paintings"):
+        small.submit(big, "big", ["instance"])
+    with pytest.raises(JobError, match="painting.png: 64x64 is 4,096 pixels, over the limit of 4,000"):
+        small.submit(painting, "p", ["instance"])
+    missing = JobStore(tmp_path / "m", tmp_path / "nowhere")
+    with pytest.raises(JobError, match="training photos: folder .*nowhere does not exist"):
+        missing.submit(painting, "p", ["instance"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(JobError, match="training photos: no jpg/png/webp photo in"):
+        JobStore(tmp_path / "e", tmp_path / "empty").submit(painting, "p", ["instance"])
+    with pytest.raises(JobError, match="inside the repository"):
+        JobStore(REPO / "user_models")
+    monkeypatch.setenv("STYLENET_CACHE", str(tmp_path / "no_cache"))
+    monkeypatch.setenv("STYLENET_VGG_H5", str(tmp_path / "nope.h5"))
+    with pytest.raises(JobError, match="STYLENET_VGG_H5 points to .*nope.h5, which does not exist"):
+        store.submit(painting, "p", ["instance"])
+    monkeypatch.undo()
+    shipped = JobStore(tmp_path / "s", photo_dir, reserved=("starry_night",))
+    with pytest.raises(JobError, match="a style named 'starry_night' already exists"):
+        shipped.submit(painting, "starry_night", ["instance"])
+
+
+def test_queue_is_first_in_first_out_and_capped(tmp_path, painting, photo_dir):
+    store = JobStore(tmp_path / "models", photo_dir, Limits(queue=3))
+    a, b, c = (store.submit(painting, name, ["instance"], "quick", TINY) for name in "abc")
+    assert [store.position(j) for j in (a, b, c)] == [1, 2, 3]
+    with pytest.raises(JobError, match=r"the queue is full \(3 waiting\)"):
+        store.submit(painting, "d", ["instance"], "quick", TINY)
+    store.cancel(a.id)
+    with pytest.raises(JobError, match="a style named 'a' already exists"):
+        store.submit(painting, "a", ["instance"], "quick", TINY)
+    assert store.get(a.id).state == "cancelled" and [store.position(j) for j in (b, c)] == [1, 2]
+    store.resume(a.id)
+    assert [store.position(j) for j in (b, c, a)] == [1, 2, 3]  # a resumed job waits its turn again
+    with pytest.raises(JobError, match="only a cancelled or interrupted job can resume"):
+        store.resume(b.id)
+    store.delete(c.id)
+    assert not c.folder.exists() and [j.name for j in store.jobs()] == ["a", "b"]
+    with pytest.raises(JobError, match="no job"):
+        store.get("../elsewhere")
+
+
+def test_style_registry_follows_the_finished_models():
+    loads = []
+
+    def load(style):
+        loads.append(style.name)
+        if style.name == "broken":
+            raise CheckpointError("broken: not a stylenet checkpoint")
+        return f"style:{style.name}"
+
+    registry = StyleRegistry({"starry_night": "shipped"}, load)
+    mine = UserStyle("mine", REPO / "mine.png", {"batch": REPO / "b", "instance": REPO / "i"}, "job1")
+    clash = UserStyle("starry_night", REPO / "s.png", {"instance": REPO / "i"}, "job2")
+    broken = UserStyle("broken", REPO / "x.png", {"instance": REPO / "x"}, "job3")
+    assert registry.sync([mine, clash, broken]) and registry.version == 1
+    assert dict(registry) == {"starry_night": "shipped", "mine": "style:mine"}
+    assert registry.choices() == [("starry_night", "starry_night"), ("mine (user-trained)", "mine")]
+    assert registry.choices(lambda style: style == "shipped") == [("starry_night", "starry_night")]
+    assert not registry.sync([mine, clash, broken]) and loads == ["mine", "broken"]  # loaded once
+    assert registry.sync([]) and "mine" not in registry and registry.version == 2
+
+
+def test_command_line_lists_and_refuses(tmp_path, store, painting, photo_dir, capsys):
+    job = store.submit(painting, "listed", ["instance"], "quick", TINY)
+    folders = ["--models-dir", str(store.root), "--train-photos", str(photo_dir)]
+    assert main([*folders, "list"]) == 0
+    assert capsys.readouterr().out == f"{job.id}  listed (IN, 3 steps) — queued\n"
+    assert main([*folders, "train", str(tmp_path / "missing.png")]) == 2
+    assert capsys.readouterr().err == "error: missing.png: no such file\n"
+    assert main([*folders, "cancel", job.id]) == 0 and store.get(job.id).state == "cancelled"
