@@ -7,8 +7,12 @@ Needs no training and no VGG: it reads weights/manifest.json at start.
 from __future__ import annotations
 
 import argparse
-import copy
+import atexit
 import os
+import shutil
+import tempfile
+import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +20,20 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from stylenet import explain
+from stylenet import explain, ui_train, ui_video
 from stylenet.checkpoint import load_model
 from stylenet.images import ImageError, limit_size, open_image
+from stylenet.jobs import (
+    DEFAULT_PHOTOS,
+    JobError,
+    JobStore,
+    Runner,
+    UserStyle,
+    default_models_dir,
+)
 from stylenet.norms import NORM_KINDS, norm_label
 from stylenet.runtime import to_pil, to_tensor
+from stylenet.style_registry import StyleRegistry
 from stylenet.stylize import Stylizer
 from stylenet.weights import WEIGHTS_DIR, load_manifest
 
@@ -35,7 +48,11 @@ EXPLAIN_SIDE = 256  # the experiments run several forwards: keep them small and 
 
 @dataclass
 class Style:
-    """One painting and its models (norm -> stylizer), plus un-optimized copies for the experiments."""
+    """One painting and its models (norm -> stylizer), plus the un-optimized ones for the experiments.
+
+    All requests share these objects, so no request may change them: ``Stylizer`` optimizes a copy
+    of its own and the experiments (``stylenet.explain``) run on private copies.
+    """
 
     name: str
     title: str
@@ -43,19 +60,35 @@ class Style:
     models: dict[str, Stylizer]
     raw: dict[str, torch.nn.Module]
 
+    def add(self, norm: str, path: Path) -> None:
+        raw, meta = load_model(path)
+        self.models[norm] = Stylizer(raw, meta, torch.device("cpu"))
+        self.raw[norm] = raw
+
 
 def load_styles(weights_dir: Path) -> dict[str, Style]:
     styles: dict[str, Style] = {}
     for entry in sorted(load_manifest(weights_dir), key=lambda e: NORM_KINDS.index(e["norm"])):
         if entry.get("experiment"):
             continue
-        raw, meta = load_model(weights_dir / entry["file"])
         style = styles.setdefault(entry["style"], Style(
             entry["style"], entry.get("title", entry["style"]),
             weights_dir / entry["painting"] if entry.get("painting") else None, {}, {}))
-        style.models[entry["norm"]] = Stylizer(copy.deepcopy(raw), meta, torch.device("cpu"))
-        style.raw[entry["norm"]] = raw
+        style.add(entry["norm"], weights_dir / entry["file"])
     return styles
+
+
+def user_style(found: UserStyle) -> Style:
+    """A finished training job's models, offered beside the shipped styles."""
+    style = Style(found.name, found.name, found.painting, {}, {})
+    for norm in sorted(found.files, key=NORM_KINDS.index):
+        style.add(norm, found.files[norm])
+    return style
+
+
+def has_bn_and_in(style: Style) -> bool:
+    """The "why IN?" experiments compare a style's BN and IN models."""
+    return {"batch", "instance"} <= set(style.raw)
 
 
 def read_upload(path: str | None, max_side: int) -> Image.Image:
@@ -69,17 +102,46 @@ def read_upload(path: str | None, max_side: int) -> Image.Image:
     return limit_size(img, max_side)
 
 
-def photo_input(label: str, height: int) -> gr.Image:
+class ResultFiles:
+    """Results go to gradio as PNG files of the request's own, never as PIL images.
+
+    Gradio writes a returned PIL image in place, to ``cache/<hash of its bytes>/image.png``: two
+    requests with the same result (an example photo at default settings) rewrite that file while
+    the first one's client downloads it, and the download comes back truncated (seen with 16 clients
+    at once). A returned file is copied under a temporary name and renamed, which is safe. Only the
+    last ``keep`` galleries' files are kept: gradio copies them as their request ends, long before.
+    """
+
+    def __init__(self, keep: int = 256) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="stylenet-results-"))
+        atexit.register(shutil.rmtree, self.root, True)
+        self.keep, self.folders, self.lock = keep, deque(), threading.Lock()
+
+    def gallery(self, items: list[tuple[Image.Image, str]]) -> list[tuple[str, str]]:
+        """(image, caption) pairs as (PNG path, caption) pairs, in a new folder of their own."""
+        folder = Path(tempfile.mkdtemp(dir=self.root))
+        saved = []
+        for i, (img, caption) in enumerate(items):
+            img.save(folder / f"{i}.png")
+            saved.append((str(folder / f"{i}.png"), caption))
+        with self.lock:
+            self.folders.append(folder)
+            while len(self.folders) > self.keep:
+                shutil.rmtree(self.folders.popleft(), ignore_errors=True)
+        return saved
+
+
+def photo_input(label: str, height: int, elem_id: str | None = None) -> gr.Image:
     """An image upload whose bad files become a friendly gr.Error instead of Gradio's internal one.
 
     ``image_mode=None`` makes Gradio pass the uploaded file's path through untouched, so decoding
     happens once, in ``read_upload``, behind the pixel-count guard.
     """
     component = gr.Image(type="filepath", image_mode=None, label=label, sources=["upload", "clipboard"],
-                         height=height)
+                         height=height, elem_id=elem_id)
     gradio_preprocess = component.preprocess
 
-    def preprocess(payload):  # noqa: ANN001, ANN202 - Gradio's own signature
+    def preprocess(payload):
         try:
             return gradio_preprocess(payload)
         except Exception as exc:  # any decoder error: the user only needs to know the file is unusable
@@ -90,10 +152,11 @@ def photo_input(label: str, height: int) -> gr.Image:
     return component
 
 
-def build(styles: dict[str, Style]) -> gr.Blocks:
+def build(styles: StyleRegistry, jobs: JobStore | None = None) -> gr.Blocks:
     names = sorted(styles, key=lambda n: n != "starry_night")  # the flagship style first
     if not names:
         raise SystemExit("no models found: weights/manifest.json is missing or empty (see README: training)")
+    files = ResultFiles()
 
     def painting(name: str) -> str | None:
         p = styles[name].painting
@@ -105,18 +168,19 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
         if style not in styles:
             raise gr.Error(f"Unknown style {style!r}; choose one of: {', '.join(names)}")
         img = read_upload(photo, int(min(max_side, MAX_SIDE)))
-        results, gallery = {}, []
+        results = {}
         for norm, stylizer in styles[style].models.items():
             out, seconds = stylizer.timed(img, strength=float(strength), preserve_color=bool(preserve_color))
-            results[norm] = out
-            gallery.append((out, f"{norm_label(norm)} — {seconds:.2f} s"))
-        pair = (results.get("batch", img), results.get("instance", img))
+            results[norm] = (out, f"{norm_label(norm)} — {seconds:.2f} s")
+        gallery = files.gallery(list(results.values()))
+        paths = {norm: path for norm, (path, _) in zip(results, gallery)}
+        pair = (paths.get("batch", img), paths.get("instance", img))
         note = f"{img.width}x{img.height} px, {len(results)} models"
         return pair, gallery, note
 
     def why_in(photo: str | None, style: str):
         """The four live experiments on the user's photo, for the style's BN and IN models."""
-        if style not in styles or not {"batch", "instance"} <= set(styles[style].raw):
+        if style not in styles or not has_bn_and_in(styles[style]):
             raise gr.Error("This style needs both a BN and an IN model")
         img = read_upload(photo, EXPLAIN_SIDE)
         x = to_tensor(img).unsqueeze(0)
@@ -130,15 +194,16 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
         stats = explain.statistics_figure({"BN": explain.first_norm_statistics(bn, x),
                                            "IN": explain.first_norm_statistics(inorm, x)})
         lo, hi = explain.with_contrast(x, 0.4), explain.with_contrast(x, 1.6)
-        return ([(to_pil(trained), "BN, train mode (batch statistics)"),
-                 (to_pil(evaluated), "BN, eval mode (running statistics)")],
+        return (files.gallery([(to_pil(trained), "BN, train mode (batch statistics)"),
+                               (to_pil(evaluated), "BN, eval mode (running statistics)")]),
                 f"**Mean abs difference: {d_mode:.4f}** — BN's output depends on the mode.",
-                [(to_pil(explain.diff_image(bn_alone, bn_batched)), f"BN |alone − batched| ×4: {d_bn:.4f}"),
-                 (to_pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")],
+                files.gallery([
+                    (to_pil(explain.diff_image(bn_alone, bn_batched)), f"BN |alone − batched| ×4: {d_bn:.4f}"),
+                    (to_pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")]),
                 f"**BN changes by {d_bn:.4f}, IN by {d_in:.4f}** (mean abs difference, train mode, batch of 4).",
-                [(to_pil(lo), "photo, contrast ×0.4"), (to_pil(hi), "photo, contrast ×1.6"),
-                 (to_pil(bn_lo), "BN on low"), (to_pil(bn_hi), "BN on high"),
-                 (to_pil(in_lo), "IN on low"), (to_pil(in_hi), "IN on high")],
+                files.gallery([(to_pil(lo), "photo, contrast ×0.4"), (to_pil(hi), "photo, contrast ×1.6"),
+                               (to_pil(bn_lo), "BN on low"), (to_pil(bn_hi), "BN on high"),
+                               (to_pil(in_lo), "IN on low"), (to_pil(in_hi), "IN on high")]),
                 f"**Low vs high contrast: BN outputs differ by {c_bn:.4f}, IN outputs by {c_in:.4f}** — IN removes "
                 "per-image contrast before styling.",
                 stats)
@@ -150,7 +215,8 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=1):
                     photo = photo_input("Your photo", 300)
-                    style = gr.Dropdown(names, value=names[0], label="Style")
+                    # custom values: styles trained while the app runs are valid in every session and the API
+                    style = gr.Dropdown(names, value=names[0], label="Style", allow_custom_value=True)
                     thumb = gr.Image(value=painting(names[0]), label="Painting", interactive=False, height=160)
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (0 = photo, 1 = full style)")
                     keep = gr.Checkbox(label="Preserve the photo's colours")
@@ -170,8 +236,8 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
             gr.Plot(explain.norm_axes_figure(), label="Which axes each norm averages over")
             with gr.Row():
                 xphoto = photo_input("Photo for the experiments", 220)
-                xstyle = gr.Dropdown([n for n in names if {"batch", "instance"} <= set(styles[n].raw)],
-                                     value=names[0], label="Style")
+                xstyle = gr.Dropdown([n for n in names if has_bn_and_in(styles[n])], value=names[0], label="Style",
+                                     allow_custom_value=True)
             xrun = gr.Button("Run the experiments", variant="primary")
             gr.Markdown("### (a) BN: train mode vs eval mode")
             a_img, a_txt = gr.Gallery(columns=2, height=220), gr.Markdown()
@@ -181,7 +247,18 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
             c_img, c_txt = gr.Gallery(columns=6, height=200), gr.Markdown()
             gr.Markdown("### (d) Feature statistics around the first norm layer")
             d_plot = gr.Plot()
-            xrun.click(why_in, [xphoto, xstyle], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot], api_name="why_in")
+            experiments = xrun.click(why_in, [xphoto, xstyle], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot],
+                                     api_name="why_in")
+            ui_video.flicker_experiment(styles, read_upload, xphoto, xstyle, experiments)
+        with gr.Tab("Video"):
+            vstyle = ui_video.video_tab(styles, names)
+        with gr.Tab("Webcam"):
+            wstyle = ui_video.webcam_tab(styles, names)
+        if jobs is not None:
+            with gr.Tab("Train a style"):
+                ui_train.train_tab(jobs, styles, photo_input, photo)
+            ui_train.style_lists(styles, jobs, [(style, lambda s: True), (xstyle, has_bn_and_in),
+                                                 (vstyle, has_bn_and_in), (wstyle, has_bn_and_in)])
         with gr.Tab("Training report"):
             report_tab()
     return demo
@@ -189,7 +266,7 @@ def build(styles: dict[str, Style]) -> gr.Blocks:
 
 def example_photos(count: int, paths: bool = False) -> list:
     files = sorted(EXAMPLES.glob("skimage_*.jpg"))[:count] or sorted(EXAMPLES.glob("*.jpg"))[:count]
-    return files if paths else [Image.open(f).convert("RGB") for f in files]
+    return files if paths else [open_image(f)[0] for f in files]
 
 
 def explain_text() -> str:
@@ -220,13 +297,28 @@ def main() -> None:
     p.add_argument("--port", type=int, default=int(os.environ.get("STYLENET_PORT", 7860)))
     p.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+    p.add_argument("--concurrency", type=int, default=2, help="requests run at once (each uses the CPU fully)")
+    p.add_argument("--queue-size", type=int, default=32,
+                   help="requests waiting their turn; beyond that a request is refused at once as busy")
+    p.add_argument("--models-dir", type=Path, default=default_models_dir(),
+                   help="where styles trained in the app and their jobs live (default: in the user's cache folder)")
+    p.add_argument("--train-photos", type=Path, default=DEFAULT_PHOTOS, help="the training photos for new styles")
     args = p.parse_args()
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    demo = build(load_styles(args.weights_dir))
-    # Two requests run at once (each uses the CPU fully); up to 32 wait their turn in order.
-    demo.queue(max_size=32, default_concurrency_limit=2)
+    shipped = load_styles(args.weights_dir)
+    try:
+        jobs = JobStore(args.models_dir, args.train_photos, reserved=tuple(shipped))
+    except JobError as exc:
+        p.error(str(exc))
+    styles = StyleRegistry(shipped, user_style)
+    styles.sync(jobs.user_styles())
+    Runner(jobs, on_change=lambda: styles.sync(jobs.user_styles())).start()  # trains queued jobs, one at a time
+    demo = build(styles, jobs)
+    # A bounded queue keeps memory bounded: when it is full a request is refused at once (the browser
+    # shows "This application is currently busy", gradio_client raises "Queue is full") instead of hanging.
+    demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
-                show_error=True)
+                show_error=True, allowed_paths=[str(jobs.root)])  # user styles' paintings and previews
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ else (the app, the comparison script, the CLI) reads names, order and labels fro
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 

@@ -7,6 +7,7 @@ a GPU. bf16 changes pixels by well under 1/255 on average; pass ``precision="fp3
 """
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,24 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+def keep_colors(photo: Image.Image, styled: Image.Image) -> Image.Image:
+    """The styled image's luminance with the photo's chroma: the style's strokes, the photo's colours."""
+    _, cb, cr = photo.convert("YCbCr").split()
+    return Image.merge("YCbCr", (styled.convert("YCbCr").getchannel("Y"), cb, cr)).convert("RGB")
+
+
 class Stylizer:
-    """One trained style, ready to apply. Load with ``Stylizer.load("starry_night/instance")``."""
+    """One trained style, ready to apply. Load with ``Stylizer.load("starry_night/instance")``.
+
+    It optimizes its own copy of ``model`` (folding and casting work in place), so the caller's
+    model, which may be shared with other requests, is never changed.
+    """
 
     def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device, optimize: bool = True,
                  precision: str = "auto") -> None:
         self.meta, self.device = meta, device
         self.dtype = pick_dtype(precision, device) if optimize else torch.float32
-        model = model.eval().to(device)
+        model = copy.deepcopy(model).eval().to(device)
         if optimize:
             model = fold_batchnorm(model).to(memory_format=torch.channels_last, dtype=self.dtype)
         self.model = model
@@ -51,7 +62,7 @@ class Stylizer:
 
     @classmethod
     def load(cls, ref: str | Path, device: str = "auto", weights_dir: Path = WEIGHTS_DIR,
-             optimize: bool = True, precision: str = "auto") -> "Stylizer":
+             optimize: bool = True, precision: str = "auto") -> Stylizer:
         dev = pick_device(device)
         model, meta = load_model(resolve(ref, weights_dir))
         return cls(model, meta, dev, optimize, precision)
@@ -86,8 +97,7 @@ class Stylizer:
                 styled = strength * styled + (1 - strength) * to_tensor(photo).unsqueeze(0)
             out = to_pil(styled)
         if preserve_color:
-            _, cb, cr = photo.convert("YCbCr").split()
-            out = Image.merge("YCbCr", (out.convert("YCbCr").getchannel("Y"), cb, cr)).convert("RGB")
+            out = keep_colors(photo, out)
         if alpha is not None:
             out.putalpha(limit_size(alpha, max_size).resize(out.size))
         return out

@@ -1,18 +1,21 @@
 """The web app, launched for real: gradio_client calls and a Chromium browser session."""
+import io
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from PIL import Image
+from PIL import Image, ImageChops
+from stylenet.scripts import load_test
 
-from stylenet.weights import build_manifest
+from stylenet.checkpoint import read_metadata
+from stylenet.jobs import JobStore
+from stylenet.weights import build_manifest, load_manifest
 
 from .conftest import ROOT, make_checkpoint, smooth_image
 
@@ -21,34 +24,37 @@ from .conftest import ROOT, make_checkpoint, smooth_image
 REAL_WEIGHTS = os.environ.get("STYLENET_TEST_WEIGHTS")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def app_folders(root: Path) -> dict[str, Path]:
+    """What an app runs on: shipped weights (tiny ones of its own, two styles, BN/IN/LN for one, unless
+    STYLENET_TEST_WEIGHTS names real ones), a folder for styles trained in the app, and training photos."""
+    weights = Path(REAL_WEIGHTS) if REAL_WEIGHTS else root / "weights"
+    if not REAL_WEIGHTS:
+        weights.mkdir()
+        make_tiny_weights(weights)
+    photos = root / "photos"
+    photos.mkdir()
+    for i in range(4):
+        smooth_image(i, (96, 80)).save(photos / f"p{i}.jpg")
+    return {"weights": weights, "models": root / "models", "photos": photos}
+
+
+@contextmanager
+def running_app(weights, models, photos, log, flags=()):
+    """app.py on these folders, started as scripts/load_test.py starts it; yields its URL."""
+    with load_test.running_app(weights, log, "--models-dir", str(models), "--train-photos", str(photos),
+                               *flags) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """The app on a tiny weights folder of its own (two styles, BN/IN/LN for one)."""
-    weights = Path(REAL_WEIGHTS) if REAL_WEIGHTS else tmp_path_factory.mktemp("weights")
-    if not REAL_WEIGHTS:
-        make_tiny_weights(weights)
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("log") / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--weights-dir", str(weights), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, Path(log.name).read_text()
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+def folders(tmp_path_factory):
+    return app_folders(tmp_path_factory.mktemp("app"))
+
+
+@pytest.fixture(scope="module")
+def app_url(folders, tmp_path_factory):
+    with running_app(**folders, log=tmp_path_factory.mktemp("log") / "app.log") as url:
+        yield url
 
 
 def make_tiny_weights(weights: Path) -> None:
@@ -94,6 +100,27 @@ def test_eight_users_at_once(app_url, photo):
         assert list(pool.map(one_user, range(8))) == [(120, 90)] * 8
 
 
+def test_over_full_queue_refuses_as_busy_and_nothing_hangs(tmp_path):
+    """One request at a time and one waiting: of eight sent together, the rest must be refused at once
+    with gradio's busy message (the browser shows "This application is currently busy")."""
+    photo = tmp_path / "big.jpg"
+    smooth_image(5, (640, 480)).save(photo)  # three models on 640x480: long enough to keep the queue full
+    with running_app(**app_folders(tmp_path), log=tmp_path / "app.log",
+                     flags=("--concurrency", "1", "--queue-size", "1")) as url:
+        clients = [Client(url, verbose=False, analytics_enabled=False) for _ in range(8)]
+        jobs = [c.submit(handle_file(str(photo)), "starry_night", api_name="/compare") for c in clients]
+        outcomes = []
+        for job in jobs:
+            try:
+                pair, _, _ = job.result(timeout=300)
+                outcomes.append(Image.open(pair[1]).size)
+            except Exception as exc:  # noqa: BLE001 - the refusal is the outcome under test
+                outcomes.append(str(exc))
+    refused = [o for o in outcomes if isinstance(o, str)]
+    assert refused and all(load_test.BUSY in o for o in refused), outcomes
+    assert (640, 480) in outcomes  # the running and the waiting request are still served
+
+
 def test_why_in_experiments(app_url, photo):
     client = Client(app_url, verbose=False)
     result = client.predict(handle_file(str(photo)), "starry_night", api_name="/why_in")
@@ -101,26 +128,214 @@ def test_why_in_experiments(app_url, photo):
     assert "IN by 0.0000" in result[3]  # IN never depends on the batch
 
 
+def test_why_in_flicker_experiment(app_url, photo):
+    client = Client(app_url, verbose=False)
+    gallery, text = client.predict(handle_file(str(photo)), "starry_night", api_name="/why_in_flicker")
+    assert [item["caption"].split(":")[0] for item in gallery] == ["BN", "IN", "IN + EMA"]
+    assert text.startswith("**Pan over your photo, 8 frames at 160x120 — flicker: BN 0.")
+
+
+def test_video_tab_returns_bn_and_in_clips_with_their_sound(app_url, tmp_path):
+    from .test_video import make_clip, read_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=5, size=(160, 120))
+    client = Client(app_url, verbose=False)
+    bn, inorm, note = client.predict(handle_file(str(clip)), "starry_night", 128, True, api_name="/video")
+    for result in (bn, inorm):
+        out = read_clip(Path(result["video"] if isinstance(result, dict) else result))
+        assert out["frames"] == 5 and out["size"] == (128, 96) and out["codec"] == "h264"
+        assert out["audio"] == read_clip(clip)["audio"]
+    assert note.startswith("5 frames at 12 fps, 160x120 source, longest side 128 px; sound copied.")
+
+
+def test_video_tab_refuses_bad_clips_in_one_line(app_url, tmp_path):
+    from .test_video import make_clip
+
+    client = Client(app_url, verbose=False)
+    voice = make_clip(tmp_path / "voice.mp4", video=False)
+    with pytest.raises(Exception, match="voice.mp4: no video stream"):
+        client.predict(handle_file(str(voice)), "starry_night", 256, False, api_name="/video")
+    long_clip = make_clip(tmp_path / "long.mp4", frames=44, fps=4, audio=False)  # 11 s
+    with pytest.raises(Exception, match="long.mp4: 11.0 s long, over the limit of 10 s"):
+        client.predict(handle_file(str(long_clip)), "starry_night", 256, False, api_name="/video")
+
+
+def chromium(playwright, *extra: str):
+    """Debian's chromium, headless, with nothing that calls out (``extra``: more command-line flags)."""
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                      args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                            "--disable-component-update", "--disable-sync", "--no-first-run", *extra])
+
+
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no Debian chromium (setup.sh installs it)")
-def test_browser_upload_and_compare(app_url, tmp_path):
-    screenshot = Path(os.environ.get("STYLENET_SCREENSHOT", tmp_path / "app.png"))
+def test_browser_webcam_streams_bn_and_in(app_url):
+    """Chromium's fake camera streams into the Webcam tab: BN and IN come back live, with the frame rate."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = chromium(p, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+        page = browser.new_context(permissions=["camera"]).new_page()
+        page.goto(app_url)
+        page.get_by_role("tab", name="Webcam").click()
+        page.get_by_text("Click to Access Webcam").click()
+        page.locator("button:visible", has_text="Record").first.click()
+        page.wait_for_function("() => /achieved: [0-9.]+ fps/.test(document.querySelector('#webcam-rate').innerText)",
+                               timeout=120000)  # a second result: the stream goes on by itself
+        for output in ("#webcam-bn img", "#webcam-in img"):
+            assert page.locator(output).first.is_visible()
+        assert "256x192 px · BN + IN take" in page.locator("#webcam-rate").inner_text()
+        browser.close()
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no Debian chromium (setup.sh installs it)")
+def test_browser_upload_and_compare(app_url, folders, tmp_path):
+    """Upload, click, and the page shows what the click computed: BN and IN of the photo's size in the
+    slider, one result per model in the row, the note, all beside the inputs."""
+    screenshot = Path(os.environ.get("STYLENET_SCREENSHOT", tmp_path / "app.png"))
+    photo = ROOT / "examples" / "skimage_chelsea.jpg"
+    width, height = Image.open(photo).size
+    models = sum(e["style"] == "starry_night" and not e.get("experiment") for e in load_manifest(folders["weights"]))
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(app_url)
-        page.locator("input[type=file]").first.set_input_files(str(ROOT / "examples" / "skimage_chelsea.jpg"))
+        page.locator("input[type=file]").first.set_input_files(str(photo))
         page.wait_for_timeout(1000)
         page.click("#compare-btn")
+        page.get_by_text(f"{width}x{height} px, {models} models").wait_for(timeout=60000)
         slider_images = page.locator("#bn-in-slider img")
         slider_images.nth(1).wait_for(timeout=60000)
-        assert slider_images.count() >= 2
-        page.locator("#all-results img").first.wait_for(timeout=60000)
+        shown = [Image.open(io.BytesIO(page.request.get(img.get_attribute("src")).body())).convert("RGB")
+                 for img in slider_images.all()]
+        assert [im.size for im in shown] == [(width, height)] * 2
+        assert ImageChops.difference(*shown).getbbox() is not None  # BN and IN, not one image twice
+        assert page.locator("#all-results img").count() == models
+        button, slider = page.locator("#compare-btn").bounding_box(), page.locator("#bn-in-slider").bounding_box()
+        assert slider["x"] >= button["x"] + button["width"]  # two columns: the results beside the inputs
         page.wait_for_timeout(500)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+
+
+# -- "Train a style": a tiny job (64 px, 3 steps, width 8) trained by the app's own worker ---------------------
+TINY_SETTINGS = (3, 64, 8)  # steps, crop size, width
+
+
+def train_request(painting, name, norms=("batch", "instance"), settings=TINY_SETTINGS):
+    return (handle_file(str(painting)), name, "quick", list(norms), *settings, None)
+
+
+def wait_for(check, timeout=600, every=1.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise TimeoutError(f"gave up after {timeout} s")
+
+
+def job_ended(client, job_id):
+    events = client.predict(job_id, api_name="/job_events")
+    return events if events and events[-1]["event"] == "end" else None
+
+
+def test_train_a_style_queue_it_and_cancel(app_url, folders, painting, photo):
+    client = Client(app_url, verbose=False)
+    tiny, _ = client.predict(*train_request(painting, "tiny"), api_name="/train")
+    wait_for(lambda: {j["id"]: j for j in client.predict(api_name="/jobs")}[tiny]["state"] != "queued")
+    long, note = client.predict(*train_request(painting, "long", ["instance"], (400, 64, 4)), api_name="/train")
+    assert note == "Queued **long** (position 1)"
+
+    events = wait_for(lambda: job_ended(client, tiny))
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == [1, 2, 3] and all(set(e["losses"]) == {"batch", "instance"} for e in steps)
+    assert events[-1]["state"] == "done"
+    jobs = {j["name"]: j for j in client.predict(api_name="/jobs")}
+    assert set(jobs["tiny"]["models"]) == {"batch", "instance"}
+    pair, gallery, _ = client.predict(handle_file(str(photo)), "tiny", api_name="/compare")
+    assert [item["caption"].split(" ")[0] for item in gallery] == ["BN", "IN"]
+    assert Image.open(pair[1]).size == (120, 90)
+
+    wait_for(lambda: any(e["event"] == "step" for e in client.predict(long, api_name="/job_events")))
+    client.predict(long, api_name="/cancel")
+    events = wait_for(lambda: job_ended(client, long), timeout=120)
+    assert events[-1]["state"] == "cancelled"
+    stopped_at = read_metadata(folders["models"] / long / "instance.train.safetensors")["step"]
+    assert 1 <= stopped_at < 400 and f"cancelled at step {stopped_at}" in events[-1]["message"]
+    assert {j["name"]: j for j in client.predict(api_name="/jobs")}["long"]["resumable"]
+
+
+def test_train_refuses_bad_requests_in_one_line(app_url, tmp_path, painting):
+    client = Client(app_url, verbose=False)
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    with pytest.raises(Exception, match="holiday.jpg: not"):
+        client.predict(*train_request(bad, "bad"), api_name="/train")
+    with pytest.raises(Exception, match=r"steps must be 1 to 20000 \(got 50000\)"):
+        client.predict(*train_request(painting, "greedy", settings=(50000, 64, 8)), api_name="/train")
+    with pytest.raises(Exception, match="a style named 'starry_night' already exists"):
+        client.predict(*train_request(painting, "starry_night"), api_name="/train")
+
+
+def test_a_restarted_app_lists_finished_models_and_resumable_jobs(tmp_path, painting, photo):
+    folders = app_folders(tmp_path)
+    store = JobStore(folders["models"], folders["photos"])
+    mine = store.submit(painting, "mine", ["batch", "instance"], "quick", dict(zip(("steps", "image_size", "width"),
+                                                                                  TINY_SETTINGS)))
+    for norm in mine.norms:  # a job that finished before the restart
+        make_checkpoint(mine.model_path(norm), norm, style="mine")
+    store.finish(mine, "done")
+    crashed = store.submit(painting, "crashed", ["instance"])
+    crashed.state, crashed.pid = "running", spawn_and_reap()  # running when the app went down
+    crashed.save()
+    with running_app(**folders, log=tmp_path / "app.log") as url:
+        client = Client(url, verbose=False)
+        jobs = wait_for(lambda: {j["name"]: j for j in client.predict(api_name="/jobs")
+                                 if j["state"] != "running"} or None, timeout=30)
+        assert jobs["mine"]["state"] == "done" and set(jobs["mine"]["models"]) == {"batch", "instance"}
+        assert jobs["crashed"]["state"] == "interrupted" and jobs["crashed"]["resumable"]
+        _, gallery, note = client.predict(handle_file(str(photo)), "mine", api_name="/compare")
+        assert [item["caption"].split(" ")[0] for item in gallery] == ["BN", "IN"] and "2 models" in note
+
+
+def spawn_and_reap() -> int:
+    """The pid of a process that has exited: what a worker killed with the app leaves in job.json."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no Debian chromium (setup.sh installs it)")
+def test_browser_trains_a_style_and_shows_it_live(app_url, painting, tmp_path):
+    screenshot = Path(os.environ.get("STYLENET_TRAIN_SCREENSHOT", tmp_path / "train.png"))
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.get_by_role("tab", name="Train a style").click()
+        page.locator("#train-painting input[type=file]").set_input_files(str(painting))
+        page.get_by_label("Style name").fill("browser_tiny")
+        page.get_by_role("button", name="Training settings").click()
+        for label, value in zip(("Steps", "Training crop size", "Network width"), TINY_SETTINGS):
+            page.get_by_label(label).fill(str(value))
+        page.wait_for_timeout(1000)
+        page.click("#train-btn")
+        status = page.locator("#job-status")
+        status.get_by_text("browser_tiny — done").wait_for(timeout=600_000)
+        page.locator("#job-previews img").first.wait_for(timeout=30_000)
+        page.locator("#loss-plot canvas, #loss-plot svg").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)
+        assert "step 3 / 3" in status.inner_text()
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+        page.get_by_role("tab", name="Compare").click()
+        page.get_by_label("Style", exact=True).first.click()  # the new style is offered without a restart, marked
+        page.get_by_role("option", name="browser_tiny (user-trained)").wait_for(timeout=30_000)
         browser.close()
     assert Image.open(screenshot).size[0] >= 1000

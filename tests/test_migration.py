@@ -4,7 +4,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylenet.checkpoint import VERSION, load_model, migrate_v1_keys, read_metadata, save_model
+from stylenet.checkpoint import (
+    VERSION,
+    load_model,
+    migrate_v1_keys,
+    read_metadata,
+    save_model,
+)
 from stylenet.transformer import TransformerNet
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v1_batch_width2.safetensors"

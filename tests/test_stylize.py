@@ -1,4 +1,4 @@
-"""Inference: folding, tiling, strength, colour preservation, alpha."""
+"""Inference: folding, strength, colour preservation, alpha (tiling: test_tiling.py)."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,6 @@ from PIL import Image
 
 from stylenet.checkpoint import load_model
 from stylenet.stylize import Stylizer, fold_batchnorm
-from stylenet.tiling import run_tiled
 
 from .conftest import smooth_image
 
@@ -19,36 +18,6 @@ def test_folded_batchnorm_matches_plain_forward(checkpoints):
     x = torch.rand(1, 3, 40, 56)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), plain(x), atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.parametrize("norm", ["batch", "instance"])
-def test_tiled_matches_untiled(checkpoints, norm):
-    """Tolerance (pixels in 0..1): mean abs difference < 0.005, 99th percentile < 0.05. Tiles see
-    less context near their borders (this untrained net has a wide, chaotic receptive field; trained
-    ones differ far less); the overlap blend hides that."""
-    model, _ = load_model(checkpoints[norm])
-    x = to_batch(smooth_image(5, (300, 260)))
-    with torch.no_grad():
-        whole = model(x)
-    tiled = run_tiled(model, x, tile=192, overlap=64, stats_size=300)
-    diff = (tiled - whole).abs()
-    assert diff.mean() < 0.005 and torch.quantile(diff.flatten()[::5], 0.99) < 0.05, diff.mean()
-    assert not any(type(m).__name__ == "FrozenStatsNorm" for m in model.modules())  # model restored
-
-
-def test_instance_tiles_without_frozen_statistics_would_seam(checkpoints):
-    """The reason for frozen statistics: per-tile IN statistics change the output a lot."""
-    model, _ = load_model(checkpoints["instance"])
-    x = to_batch(smooth_image(5, (300, 260)))
-    with torch.no_grad():
-        whole = model(x)
-        naive = torch.cat([model(x[..., :, :130]), model(x[..., :, 130:])], dim=-1)
-    frozen = run_tiled(model, x, tile=192, overlap=64, stats_size=300)
-    assert (naive - whole).abs().mean() > 3 * (frozen - whole).abs().mean()
-
-
-def to_batch(img):
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
 
 
 def test_strength_zero_is_the_photo_and_size_kept(checkpoints):

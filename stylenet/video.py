@@ -1,0 +1,287 @@
+"""Clips in, clips out: a video streamed through a ``Stylizer`` a few frames at a time.
+
+PyAV does the decoding and encoding because it ships FFmpeg (with libx264) inside its wheels: no
+system ffmpeg to install, frames decoded lazily (the clip is never held in memory, only one batch of
+frames), and audio packets can be copied into the new file without being decoded.
+
+Output: H.264 in MP4, yuv420p (what browsers and phones play; it stores colour at half resolution, so
+width and height are made even), at the source frame rate, with the source's audio stream copied
+bit for bit (re-encoded to AAC only when MP4 cannot carry its codec, e.g. Vorbis from a WebM).
+Bad inputs raise ``VideoError`` whose text is the one line to show the user.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from .stylize import TILE_ABOVE_PIXELS, Stylizer, keep_colors
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"})
+MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "opus", "alac", "flac", "ac3", "eac3"})  # copied as they are
+X264_OPTIONS = {"crf": "18", "preset": "medium"}  # painted textures are detailed: keep quality high
+DEFAULT_BATCH = 4
+
+
+class VideoError(ValueError):
+    """A clip that cannot be stylized; ``str()`` is the one-line reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """Caps checked from the header before any frame is stylized (and again while decoding, for
+    containers whose header does not state a duration)."""
+
+    max_seconds: float = 600.0
+    max_pixels: int = 4096 * 2304  # per frame: 4K UHD and a little more
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the header (and the first frame) say about a clip; ``frames`` is 0 when unknown."""
+
+    width: int  # as displayed, i.e. after the rotation is applied
+    height: int
+    fps: Fraction
+    frames: int
+    seconds: float
+    rotation: int  # degrees counter-clockwise to turn the coded picture upright (phones: -90, 90)
+    audio: str | None  # the audio codec, or None when the clip is silent
+
+    @property
+    def estimated_frames(self) -> int:
+        """The frame count for progress bars: the header's, else duration x frame rate."""
+        return self.frames or round(self.seconds * self.fps)
+
+
+def probe(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoInfo:
+    """Read the header and decode the first frame, so unreadable, silent-only and over-sized clips
+    fail here, before an output file is created."""
+    name = Path(path).name
+    with open_clip(path) as container:
+        stream = video_stream(container, name)
+        fps = stream.guessed_rate or stream.average_rate
+        if not fps or fps <= 0:
+            raise VideoError(f"{name}: the video stream has no frame rate")
+        if stream.width * stream.height > limits.max_pixels:
+            raise VideoError(f"{name}: {stream.width}x{stream.height} frames are over the limit of "
+                             f"{limits.max_pixels:,} pixels")
+        seconds = clip_seconds(container, stream)
+        if seconds > limits.max_seconds:
+            raise VideoError(f"{name}: {seconds:.1f} s long, over the limit of {limits.max_seconds:g} s")
+        first = next(decoded_frames(container, stream, name), None)
+        if first is None:
+            raise corrupt(name, "no frame could be decoded")
+        rotation = int(first.rotation)
+        width, height = (stream.height, stream.width) if rotation % 180 else (stream.width, stream.height)
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        frames = stream.frames or 0
+        return VideoInfo(width, height, Fraction(fps), frames, seconds, rotation, audio)
+
+
+def open_clip(path: str | Path) -> av.container.InputContainer:
+    name = Path(path).name
+    if not Path(path).is_file():
+        raise VideoError(f"{name}: no such file")
+    if Path(path).stat().st_size == 0:
+        raise VideoError(f"{name}: empty file")
+    try:
+        return av.open(str(path), "r")
+    except av.FFmpegError as exc:
+        raise VideoError(f"{name}: not a readable video (truncated, corrupt or not a video: {reason(exc)})") from None
+
+
+def reason(exc: av.FFmpegError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def corrupt(name: str, detail: str) -> VideoError:
+    return VideoError(f"{name}: truncated or corrupt video ({detail})")
+
+
+def video_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise VideoError(f"{name}: no video stream (an audio-only or data file?)")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame- and slice-threaded decoding
+    return stream
+
+
+def clip_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    """Duration from the stream, else the container; 0.0 when neither says."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration else 0.0
+
+
+def decoded_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                   name: str) -> Iterator[av.VideoFrame]:
+    """The video frames in order; a decoding error becomes a one-line ``VideoError``."""
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError as exc:
+        raise corrupt(name, reason(exc)) from None
+
+
+def even_size(width: int, height: int, max_size: int | None,
+              max_pixels: int = TILE_ABOVE_PIXELS) -> tuple[int, int]:
+    """Shrink so the longest side is at most ``max_size`` and the area at most ``max_pixels`` (never
+    enlarge), then round each side down to an even number of pixels, as yuv420p requires. The area
+    cap keeps frames below the size where stills switch to tiled inference (one image at a time,
+    and per-tile statistics that would fight the temporal smoothing): 1080p passes, 4K is scaled."""
+    scale = min(1.0, (max_pixels / (width * height)) ** 0.5)
+    if max_size:
+        scale = min(scale, max_size / max(width, height))
+    return tuple(max(2, int(side * scale + 1e-6) // 2 * 2) for side in (width, height))
+
+
+def to_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int) -> np.ndarray:
+    """An upright (H, W, 3) uint8 picture of ``size`` (width, height as displayed)."""
+    coded = size[::-1] if rotation % 180 else size
+    rgb = frame.to_ndarray(format="rgb24", width=coded[0], height=coded[1], interpolation="AREA")
+    return np.ascontiguousarray(np.rot90(rgb, k=round(rotation / 90))) if rotation else rgb
+
+
+class ClipWriter:
+    """An H.264/yuv420p MP4 being written: RGB frames in, audio packets copied (or re-encoded).
+
+    Writes to ``path`` + ".part" and renames on ``close()``, so an interrupted run never leaves a
+    half-written clip under the final name.
+    """
+
+    def __init__(self, path: str | Path, size: tuple[int, int], fps: Fraction,
+                 audio: av.audio.stream.AudioStream | None = None) -> None:
+        self.path = Path(path)
+        self.part = self.path.with_name(f".{self.path.name}.part")
+        self.container = av.open(str(self.part), "w", format="mp4")
+        self.video = self.container.add_stream("libx264", rate=fps)
+        self.video.width, self.video.height = size
+        self.video.pix_fmt = "yuv420p"
+        self.video.codec_context.time_base = 1 / fps
+        self.video.options = dict(X264_OPTIONS)
+        self.frames = 0
+        self.audio_in = audio
+        self.copy_audio = audio is not None and audio.codec_context.name in MP4_AUDIO_CODECS
+        self.audio = None
+        if audio is not None:
+            self.audio = (self.container.add_stream_from_template(audio) if self.copy_audio
+                          else self.container.add_stream("aac", rate=audio.codec_context.sample_rate))
+
+    def write(self, rgb: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = self.frames
+        self.frames += 1
+        self.container.mux(self.video.encode(frame))
+
+    def write_audio(self, packet: av.Packet) -> None:
+        """One packet of the source's audio stream: remuxed as is, or decoded and re-encoded."""
+        if self.copy_audio:
+            if packet.dts is not None:  # the demuxer's final empty packet carries no data
+                packet.stream = self.audio
+                self.container.mux(packet)
+            return
+        for frame in packet.decode():
+            frame.pts = None  # the encoder counts samples itself
+            self.container.mux(self.audio.encode(frame))
+
+    def close(self) -> Path:
+        """Flush the encoders, finish the file and give it its final name."""
+        self.container.mux(self.video.encode(None))
+        if self.audio is not None and not self.copy_audio:
+            self.container.mux(self.audio.encode(None))
+        self.container.close()
+        os.replace(self.part, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except av.FFmpegError:
+            pass  # the partial file is deleted anyway
+        self.part.unlink(missing_ok=True)
+
+
+def stylize_frames(stylizer: Stylizer, frames: list[np.ndarray], strength: float = 1.0,
+                   preserve_color: bool = False) -> list[np.ndarray]:
+    """A batch of (H, W, 3) uint8 frames through the network in one forward pass."""
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)
+    y = stylizer.forward(x).cpu().clamp(0, 1)
+    if strength < 1:
+        y = strength * y + (1 - strength) * x
+    out = y.mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+    if preserve_color:
+        out = np.stack([np.asarray(keep_colors(Image.fromarray(f), Image.fromarray(o))) for f, o in zip(frames, out)])
+    return list(out)
+
+
+def stylize_video(src: str | Path, dst: str | Path, stylizer: Stylizer, *, max_size: int | None = None,
+                  strength: float = 1.0, preserve_color: bool = False, batch_size: int = DEFAULT_BATCH,
+                  limits: VideoLimits = VideoLimits(), info: VideoInfo | None = None,
+                  on_frames: Callable[[int], None] | None = None) -> int:
+    """Stylize the clip ``src`` into ``dst`` (MP4); returns the number of frames written.
+
+    ``max_size`` caps each frame's longest side; ``on_frames(n)`` is called after every batch of
+    ``n`` frames (for progress bars); ``info`` skips a second ``probe`` when the caller has one.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be between 0 and 1, got {strength}")
+    name = Path(src).name
+    info = info or probe(src, limits)
+    size = even_size(info.width, info.height, max_size)
+    max_frames = int(limits.max_seconds * info.fps) + 1
+    with open_clip(src) as container:
+        stream = video_stream(container, name)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        writer = ClipWriter(dst, size, info.fps, audio)
+        try:
+            batch: list[np.ndarray] = []
+
+            def flush() -> None:
+                for out in stylize_frames(stylizer, batch, strength, preserve_color):
+                    writer.write(out)
+                if on_frames:
+                    on_frames(len(batch))
+                batch.clear()
+
+            for packet in demuxed(container, [stream] + ([audio] if audio else []), name):
+                if packet.stream is audio:
+                    writer.write_audio(packet)
+                    continue
+                for frame in decode_packet(packet, name):
+                    batch.append(to_rgb(frame, size, info.rotation))
+                    if len(batch) >= batch_size:
+                        flush()
+                    if writer.frames + len(batch) > max_frames:
+                        raise VideoError(f"{name}: longer than the limit of {limits.max_seconds:g} s")
+            if batch:
+                flush()
+            if info.frames - writer.frames > max(2, info.frames // 100):
+                raise corrupt(name, f"decoded {writer.frames} of {info.frames} frames")
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.frames
+
+
+def demuxed(container: av.container.InputContainer, streams: list, name: str) -> Iterator[av.Packet]:
+    """Packets of ``streams`` in file order, ending with one empty packet per stream (decoding it
+    flushes that stream's decoder)."""
+    try:
+        yield from container.demux(streams)
+    except av.FFmpegError as exc:
+        raise corrupt(name, reason(exc)) from None
+
+
+def decode_packet(packet: av.Packet, name: str) -> list[av.VideoFrame]:
+    try:
+        return packet.decode()
+    except av.FFmpegError as exc:
+        raise corrupt(name, reason(exc)) from None
