@@ -97,19 +97,21 @@ def peak_memory_child(ref: str, side: int) -> None:
 NO_FILES = (Path(), Path())  # a benchmarked run writes nothing
 
 
-def train_variants(candidates: bool) -> dict[str, StepMode]:
-    """The step modes --train compares: plain, the trainer's, and optionally each change alone."""
+def train_variants(candidates: bool, compile_: bool) -> dict[str, StepMode]:
+    """The step modes --train compares: plain, the trainer's, and optionally each change alone
+    (torch.compile only with ``compile_``: it costs minutes of compiling per variant)."""
     plain = StepMode()
     variants = {"plain": plain, "stylenet": StepMode.fast(torch.device("cpu"))}
     if candidates:
-        variants |= {f"+{f.name}": replace(plain, **{f.name: True}) for f in fields(StepMode)}
+        variants |= {f"+{f.name}": replace(plain, **{f.name: True}) for f in fields(StepMode)
+                     if compile_ or f.name != "compile"}
     return variants
 
 
-def bench_train(norms: list[str], setups: list[str], repeats: int, candidates: bool) -> None:
+def bench_train(norms: list[str], setups: list[str], repeats: int, candidates: bool, compile_: bool) -> None:
     device = torch.device("cpu")
     painting = Path(__file__).resolve().parent.parent / "weights" / "styles" / "starry_night.jpg"
-    variants = train_variants(candidates)
+    variants = train_variants(candidates, compile_)
     print(f"training steps, {torch.get_num_threads()} threads; stylenet = {variants['stylenet']}")
     print(f"{'norm':>8} {'crop x batch':>12} " + " ".join(f"{name:>28}" for name in variants))
     for norm in norms:
@@ -157,7 +159,8 @@ def main() -> None:
         peak_memory_child(args.child, args.memory)
         return
     if args.train:
-        bench_train(args.norms or ["batch", "instance"], args.train_setups, args.repeats, args.candidates)
+        bench_train(args.norms or ["batch", "instance"], args.train_setups, args.repeats, args.candidates,
+                    not args.no_compile)
         return
     norms = args.norms or ["batch", "instance", "layer", "group"]
     refs = args.files or [f"{s}/{n}" for s in args.styles for n in norms]

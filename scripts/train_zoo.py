@@ -4,6 +4,11 @@ Each job trains all norms of one painting in one process, on the same batches (s
 style Grams). Runs the jobs on ``--workers`` single-threaded processes (on a 2-core CPU two 1-thread
 runs give more images/s than one 2-thread run) and always passes --resume, so rerunning after an
 interruption continues where each job stopped. Models go to weights/, logs beside them.
+
+With ``--continue-from DIR --steps N`` every job instead warm-starts from DIR's models of the same
+style and norms (``--init``) and trains N more steps with the same recipe, the style weight at full
+strength from the start and the learning rate ramped in over 50 steps (a fresh Adam's first updates
+would otherwise knock the trained models off).
 """
 from __future__ import annotations
 
@@ -29,9 +34,15 @@ CONTRAST_JOBS = [  # Huang & Belongie control: same recipe, contrast-normalized 
 ]
 
 
-def run(job: tuple[str, list[str], int, list[str]], data: Path, out_dir: Path, device: str) -> int:
+CONTINUE_RECIPE = ["--style-warmup", "0", "--lr-warmup", "50"]
+
+
+def run(job: tuple[str, list[str], int, list[str]], data: Path, out_dir: Path, device: str,
+        init_dir: Path | None) -> int:
     style, norms, steps, extra = job
     tag = "_contrastnorm" if extra else ""
+    if init_dir is not None:
+        extra = [*extra, *CONTINUE_RECIPE, "--init", *(str(init_dir / f"{style}_{n}{tag}.safetensors") for n in norms)]
     out = out_dir / f"{style}_{{norm}}{tag}.safetensors"  # the trainer fills in {norm}
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--style", str(data / "styles" / f"{style}.jpg"),
            "--content", str(data / "train"), "--norm", *norms, "--out", str(out), "--steps", str(steps),
@@ -50,10 +61,15 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--contrast", action="store_true", help="also run the contrast-normalized control")
+    p.add_argument("--continue-from", type=Path, help="warm-start every model from this folder's (see above)")
+    p.add_argument("--steps", type=int, help="steps per job (default: each job's own)")
     args = p.parse_args()
     jobs = JOBS + (CONTRAST_JOBS if args.contrast else [])
+    if args.steps:
+        jobs = [(style, norms, args.steps, extra) for style, norms, _, extra in jobs]
+    args.out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(args.workers) as pool:
-        codes = list(pool.map(lambda j: run(j, args.data, args.out, args.device), jobs))
+        codes = list(pool.map(lambda j: run(j, args.data, args.out, args.device, args.continue_from), jobs))
     return max(codes)
 
 

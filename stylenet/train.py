@@ -28,6 +28,7 @@ import torch
 
 from . import __version__
 from .checkpoint import (
+    check_style_name,
     load_model,
     load_train_state,
     read_metadata,
@@ -36,7 +37,7 @@ from .checkpoint import (
 )
 from .data import ContentPhotos, load_rgb
 from .losses import content_loss, gram_matrix, style_loss, total_variation
-from .runtime import pick_device, to_tensor
+from .runtime import native_bf16, pick_device, to_tensor
 from .transformer import TransformerNet
 from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
 
@@ -118,10 +119,11 @@ class StepMode:
 
     @classmethod
     def fast(cls, device: torch.device) -> StepMode:
-        """The settings that measured faster. bf16 on a GPU only: on this AVX2 CPU it is emulated and
-        over 10x slower, and it has not been measured on a CPU with native bf16 (``bench.py --train
-        --candidates`` does). torch.compile is left off: 1.11x per step, but minutes of compiling."""
-        return cls(channels_last=True, bf16=device.type == "cuda", fused_adam=True, short_content_pass=True)
+        """The settings that measured faster (``bench.py --train --candidates``). bf16 only where the
+        hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX): there it gave 1.6-2.0x on
+        its own on the 2-core EPYC; emulated on older CPUs it is many times slower. torch.compile is
+        left off: minutes of compiling for a few percent per step."""
+        return cls(channels_last=True, bf16=native_bf16(device), fused_adam=True, short_content_pass=True)
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -457,6 +459,7 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
     ``init``: checkpoints to warm-start from, one per norm. ``resume``: continue from the training
     states beside the outputs when they exist (a finished run is left as it is).
     """
+    check_style_name(recipe.style_name)  # the painting's name is refused now, not at the first checkpoint
     norms = list(dict.fromkeys(norms))
     dev = pick_device(device)
     mode = mode or StepMode.fast(dev)

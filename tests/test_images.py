@@ -3,7 +3,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from stylenet.data import load_rgb
 from stylenet.images import ImageError, limit_size, open_bytes, open_image
@@ -54,8 +54,14 @@ def test_animated_uses_first_frame(tmp_path):
     assert r > 200 and b < 50
 
 
-def test_decompression_bomb_refused_before_decoding(tmp_path):
+def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch):
     path = save(Image.new("L", (3000, 3000)), tmp_path / "big.png", optimize=True)
+
+    def no_decoding(self):
+        raise AssertionError("the pixels were decoded before the size check")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(ImageError, match="over the limit of 1,000,000"):
         open_image(path, max_pixels=1_000_000)
 

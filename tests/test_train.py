@@ -331,6 +331,15 @@ def test_cli_errors_are_one_line(tmp_path, photo_dir, painting, cli):
                                     f"not {tmp_path / 'cli.safetensors'}"
 
 
+def test_a_painting_name_that_cannot_name_a_model_is_refused_before_training(tmp_path, photo_dir, painting, cli):
+    odd = tmp_path / "bad|name.jpg"
+    odd.write_bytes(painting.read_bytes())
+    result = cli("--style", str(odd), "--content", str(photo_dir), "--out", str(tmp_path), "--steps", "2", "--no-progress")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: style 'bad|name' is not a usable name")
+    assert "measured" not in result.stdout and not list(tmp_path.glob("*.safetensors"))
+
+
 def test_skipped_files_are_counted(tmp_path, photo_dir, painting, cli):
     result = cli(*cli_args(tmp_path, photo_dir, painting, 1))
     assert result.returncode == 0, result.stderr

@@ -30,7 +30,9 @@ def test_manifest_lists_models_by_style_and_norm(tmp_path):
 
 def test_shipped_files_hold_no_machine_paths():
     text = (WEIGHTS_DIR / "manifest.json").read_text()
-    for entry in json.loads(text)["models"]:
+    models = json.loads(text)["models"]
+    assert len(models) >= 6  # 3 styles x BN/IN at least: an empty manifest must not pass
+    for entry in models:
         meta = read_metadata(WEIGHTS_DIR / entry["file"])
         assert meta["version"] == 2
         assert not any(Path(v).is_absolute() for v in meta["recipe"].values() if isinstance(v, str)), entry["file"]
