@@ -218,15 +218,19 @@ def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192, ref
     canvas.save(out)
 
 
-def read_log(path: Path, recipe: dict) -> dict[str, list[float]]:
-    """Steps and *unweighted* losses: the CSV holds weighted ones (style weight ramps over warm-up)."""
+def read_log(path: Path, recipe: dict, init: dict | None = None) -> dict[str, list[float]]:
+    """Steps and *unweighted* losses: the CSV holds weighted ones (style weight ramps over warm-up).
+    A continued model's log (``scripts/train_zoo.py --promote``) starts with its warm start's rows,
+    which were weighted by the warm start's recipe."""
     run = Recipe.from_metadata(recipe)
+    first, before = (Recipe.from_metadata(init["recipe"]), init["steps"]) if init else (run, 0)
     steps, style, content = [], [], []
     with open(path) as f:
         for row in csv.DictReader(f):
             step = int(row["step"])  # logged after the update at loop index step - 1
+            weight = style_weight(first, step - 1) if step <= before else style_weight(run, step - before - 1)
             steps.append(step)
-            style.append(float(row["style"]) / style_weight(run, step - 1))
+            style.append(float(row["style"]) / weight)
             content.append(float(row["content"]) / recipe["content_weight"])
     return {"step": steps, "style": style, "content": content}
 
@@ -242,7 +246,7 @@ def curves(models: list[dict], out: Path) -> None:
         for entry in models:
             if entry["style"] != style or "log" not in entry:
                 continue
-            log = read_log(WEIGHTS_DIR / entry["log"], entry["recipe"])
+            log = read_log(WEIGHTS_DIR / entry["log"], entry["recipe"], entry.get("init"))
             for row, what in enumerate(("style", "content")):
                 axes[row][col].plot(log["step"], smooth(log[what]), label=norm_label(entry["norm"]),
                                     color=NORMS[entry["norm"]].color)
@@ -263,11 +267,11 @@ def contrast_control(all_models: list[dict], out: Path) -> bool:
         return False
     style = control[0]["style"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    last = max(read_log(WEIGHTS_DIR / m["log"], m["recipe"])["step"][-1] for m in control)
+    last = max(read_log(WEIGHTS_DIR / m["log"], m["recipe"], m.get("init"))["step"][-1] for m in control)
     for entry in all_models:
         if entry["style"] != style or entry["norm"] not in ("batch", "instance") or "log" not in entry:
             continue
-        log = read_log(WEIGHTS_DIR / entry["log"], entry["recipe"])
+        log = read_log(WEIGHTS_DIR / entry["log"], entry["recipe"], entry.get("init"))
         keep = [i for i, s in enumerate(log["step"]) if s <= last]
         dashed = entry.get("experiment") == "contrast_normalize"
         ax.plot([log["step"][i] for i in keep], smooth([log["style"][i] for i in keep]),

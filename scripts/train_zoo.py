@@ -8,16 +8,23 @@ interruption continues where each job stopped. Models go to weights/, logs besid
 With ``--continue-from DIR --steps N`` every job instead warm-starts from DIR's models of the same
 style and norms (``--init``) and trains N more steps with the same recipe, the style weight at full
 strength from the start and the learning rate ramped in over 50 steps (a fresh Adam's first updates
-would otherwise knock the trained models off).
+would otherwise knock the trained models off). ``--promote DIR`` then copies DIR's finished models
+into weights/, each with one log of its whole history (the warm start's rows, then the continuation's
+with their steps counted on), and rebuilds the manifest.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from stylenet.checkpoint import load_model, read_metadata, save_model
+from stylenet.train import sha256_file
+from stylenet.weights import build_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 # The CPU recipe: sized so eight models train in about two hours on two cores (see README).
@@ -54,6 +61,39 @@ def run(job: tuple[str, list[str], int, list[str]], data: Path, out_dir: Path, d
     return code
 
 
+def stacked_log(first: Path, then: Path, out: Path) -> None:
+    """One CSV: ``first``'s rows, then ``then``'s with their step (and seconds) counted on from its end."""
+    with open(first, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(then, newline="") as f:
+        more = list(csv.DictReader(f))
+    step, seconds = int(rows[-1]["step"]), float(rows[-1]["seconds"])
+    rows += [row | {"step": int(row["step"]) + step, "seconds": round(float(row["seconds"]) + seconds, 1)}
+             for row in more]
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def promote(continued: Path, weights: Path) -> None:
+    """Replace weights/' models by their finished continuations in ``continued`` (see above)."""
+    for model in sorted(continued.glob("*.safetensors")):
+        if model.name.endswith(".train.safetensors"):
+            continue
+        meta, shipped = read_metadata(model), weights / model.name
+        if meta["steps"] < meta["recipe"]["steps"] or "init" not in meta:
+            raise SystemExit(f"{model.name} is not a finished continuation; not promoted")
+        if meta["init"]["sha256"] != sha256_file(shipped):
+            raise SystemExit(f"{model.name} did not start from {shipped}; not promoted")
+        if "recipe" not in meta["init"]:  # continuations from before the trainer recorded it
+            meta["init"]["recipe"] = read_metadata(shipped)["recipe"]
+        stacked_log(weights / f"{model.stem}.csv", model.with_suffix(".csv"), weights / f"{model.stem}.csv")
+        save_model(load_model(model)[0], meta, shipped)
+        print(f"promoted {model.name}: {meta['init']['steps']} + {meta['steps']} steps")
+    build_manifest(weights)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -63,7 +103,11 @@ def main() -> int:
     p.add_argument("--contrast", action="store_true", help="also run the contrast-normalized control")
     p.add_argument("--continue-from", type=Path, help="warm-start every model from this folder's (see above)")
     p.add_argument("--steps", type=int, help="steps per job (default: each job's own)")
+    p.add_argument("--promote", type=Path, help="copy this folder's finished continuations into --out (see above)")
     args = p.parse_args()
+    if args.promote:
+        promote(args.promote, args.out)
+        return 0
     jobs = JOBS + (CONTRAST_JOBS if args.contrast else [])
     if args.steps:
         jobs = [(style, norms, args.steps, extra) for style, norms, _, extra in jobs]

@@ -376,7 +376,8 @@ def warm_start(run: NormRun, path: Path) -> None:
     """Load ``path``'s weights into the run's model (its Adam stays fresh) and record where they came from."""
     model, meta = load_model(path)
     run.model.load_state_dict(model.state_dict())
-    run.init = {"file": path.name, "sha256": sha256_file(path), "style": meta["style"], "steps": meta.get("steps")}
+    run.init = {"file": path.name, "sha256": sha256_file(path), "style": meta["style"], "steps": meta.get("steps"),
+                "recipe": meta.get("recipe")}
 
 
 def check_resumable(saved: dict[str, Any], recipe: Recipe, run: NormRun) -> None:

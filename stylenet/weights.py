@@ -28,6 +28,11 @@ def resolve(ref: str | Path, weights_dir: Path = WEIGHTS_DIR) -> Path:
     raise ValueError(f"{ref}: neither a checkpoint file nor a shipped model ({names})")
 
 
+def total_steps(meta: dict[str, Any]) -> int:
+    """Steps of training behind a model: its own, plus those of the checkpoint it warm-started from."""
+    return int(meta.get("steps") or 0) + int((meta.get("init") or {}).get("steps") or 0)
+
+
 def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
     """Describe every model file in ``weights_dir`` (from its own metadata) and write manifest.json.
 
@@ -57,8 +62,9 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
                              f"({', '.join(absolute)}); re-save it with names only")
         entry = {"style": meta["style"], "norm": meta["norm"], "file": path.name,
                  "title": titles.get(meta["style"], meta["style"]), "width": meta["width"],
-                 "steps": meta.get("steps"), "recipe": recipe, "final_losses": meta.get("final_losses"),
-                 "training_set": meta.get("training_set"),
+                 "steps": meta.get("steps"), "total_steps": total_steps(meta), "recipe": recipe,
+                 "final_losses": meta.get("final_losses"),
+                 "training_set": meta.get("training_set"), "init": meta.get("init"),
                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
         if (weights_dir / "styles" / f"{meta['style']}.jpg").is_file():
             entry["painting"] = f"styles/{meta['style']}.jpg"

@@ -39,3 +39,49 @@ def test_shipped_files_hold_no_machine_paths():
         assert meta["painting"]["file"] == f"{meta['style']}.jpg" and len(meta["painting"]["sha256"]) == 64
         assert meta["training_set"]["photos"] > 1000
     assert "/work/" not in text and "/home/" not in text
+
+
+def write_log(path: Path, steps: range, style: float) -> None:
+    path.write_text("step,content,style,tv,total,images_per_s,seconds\n"
+                    + "".join(f"{s},1.0,{style},0.1,2.0,3.0,{s * 2.0}\n" for s in steps))
+
+
+def test_promoting_a_continuation_stacks_its_log_and_counts_all_steps(tmp_path):
+    from stylenet.scripts.train_zoo import promote
+    from stylenet.train import sha256_file
+
+    weights, continued = tmp_path / "weights", tmp_path / "continued"
+    weights.mkdir(), continued.mkdir()
+    first = {"style": "stripes.png", "content": "train", "steps": 4, "style_warmup": 2}
+    save(weights / "stripes_instance.safetensors", first)
+    write_log(weights / "stripes_instance.csv", range(2, 5, 2), style=0.5)
+    init = {"file": "stripes_instance.safetensors", "sha256": sha256_file(weights / "stripes_instance.safetensors"),
+            "style": "stripes", "steps": 4}  # no recipe: as written before the trainer recorded it
+    save_model(TransformerNet("instance", 4), {"style": "stripes", "steps": 6, "init": init,
+                                               "recipe": first | {"steps": 6, "style_warmup": 0}},
+               continued / "stripes_instance.safetensors")
+    write_log(continued / "stripes_instance.csv", range(2, 7, 2), style=0.25)
+
+    promote(continued, weights)
+    [entry] = json.loads((weights / "manifest.json").read_text())["models"]
+    assert (entry["steps"], entry["total_steps"]) == (6, 10)
+    assert entry["init"]["recipe"]["style_warmup"] == 2  # filled in from the model it replaced
+    rows = (weights / "stripes_instance.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [2, 4, 6, 8, 10]
+    assert [float(r.split(",")[2]) for r in rows] == [0.5, 0.5, 0.25, 0.25, 0.25]
+    assert float(rows[-1].split(",")[-1]) == 8.0 + 12.0  # seconds counted on too
+
+    with pytest.raises(SystemExit, match="did not start from"):  # the shipped file is no longer its init
+        promote(continued, weights)
+
+
+def test_a_stacked_log_is_unweighted_with_each_part_s_own_recipe(tmp_path):
+    from stylenet.scripts.compare import read_log
+
+    log = tmp_path / "log.csv"
+    write_log(log, range(1, 5), style=0.6)  # steps 1-2 from the warm start (style weight 3 ramped over 2 steps)
+    base = {"style": "s.png", "content": "train", "style_weight": 3.0, "content_weight": 1.0}
+    init = {"steps": 2, "recipe": base | {"style_warmup": 2}}
+    curves = read_log(log, base | {"style_warmup": 0}, init)
+    assert curves["step"] == [1, 2, 3, 4]
+    assert curves["style"] == pytest.approx([0.6 / 1.5, 0.6 / 3.0, 0.6 / 3.0, 0.6 / 3.0])
