@@ -134,14 +134,18 @@ class ResultFiles:
 def photo_input(label: str, height: int, elem_id: str | None = None) -> gr.Image:
     """An image upload whose bad files become a friendly gr.Error instead of Gradio's internal one.
 
-    ``image_mode=None`` makes Gradio pass the uploaded file's path through untouched, so decoding
-    happens once, in ``read_upload``, behind the pixel-count guard.
+    An uploaded file's path is passed on without Gradio opening it (Gradio's own preprocessing
+    calls ``PIL.Image.open`` with every plugin enabled), so it is decoded once, in ``read_upload``,
+    through the raster-format allowlist and behind the pixel-count guard. Only a paste from the
+    clipboard (a data: URL) goes through Gradio's decoding, to become a file.
     """
     component = gr.Image(type="filepath", image_mode=None, label=label, sources=["upload", "clipboard"],
                          height=height, elem_id=elem_id)
     gradio_preprocess = component.preprocess
 
     def preprocess(payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
         try:
             return gradio_preprocess(payload)
         except Exception as exc:  # any decoder error: the user only needs to know the file is unusable

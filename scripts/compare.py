@@ -88,9 +88,10 @@ class Reference:
         return sum(h["style"] for h in last) / len(last), sum(h["content"] for h in last) / len(last)
 
     def curve(self, style: str) -> list[float]:
-        """Mean matched loss over the photos after 0, 1, ..., iters iterations."""
+        """Mean matched loss over the photos of the image clamped to [0, 1] after 0, 1, ..., iters
+        iterations: the models' outputs are clamped too, so both are scored as pictures."""
         runs, w = self.runs[style], self.weights[style]
-        return [sum(matched_loss(w, r.history[i]["style"], r.history[i]["content"]) for r in runs) / len(runs)
+        return [sum(matched_loss(w, r.clamped[i]["style"], r.clamped[i]["content"]) for r in runs) / len(runs)
                 for i in range(self.iters + 1)]
 
     def iterations_to_match(self, style: str, loss: float) -> int | None:
@@ -112,7 +113,8 @@ def optimization_reference(models: list[dict], photos: list[Path], vgg: VGGFeatu
         runs[style] = []
         for photo in photos:
             print(f"optimizing {photo.name} towards {style}")
-            runs[style].append(optimize(to_tensor(load_rgb(photo)).unsqueeze(0), grams, vgg, weights[style], iters))
+            runs[style].append(optimize(to_tensor(load_rgb(photo)).unsqueeze(0), grams, vgg, weights[style], iters,
+                                        measure_clamped=True))
     return Reference(photos, iters, weights, runs)
 
 

@@ -59,9 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tv-weight", type=float, help=f"(default {d.tv_weight:g})")
     p.add_argument("--style-size", type=int, help=f"short side of the painting for its Grams (default {d.style_size})")
     p.add_argument("--style-warmup", type=int,
-                   help=f"ramp the style weight up from 0 over this many steps (default {d.style_warmup})")
+                   help=f"ramp the style weight in linearly, at full weight after this many steps "
+                        f"(default {d.style_warmup})")
     p.add_argument("--lr-warmup", type=int,
-                   help=f"ramp the learning rate up from 0 over this many steps; use with --init "
+                   help=f"ramp the learning rate in linearly, reaching --lr after this many steps; use with --init "
                         f"(default {d.lr_warmup})")
     p.add_argument("--seed", type=int, help=f"(default {d.seed})")
     p.add_argument("--checkpoint-every", type=int, help=f"(default {d.checkpoint_every})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -61,15 +61,18 @@ class Objective:
 class Optimized:
     """The result of ``optimize``: ``history[i]`` holds the terms and total after i iterations
     (``history[0]`` is the photo itself, the last is the clamped result), so any iteration's loss
-    can be read off."""
+    can be read off. ``clamped[i]`` (with ``measure_clamped``) holds the same for the image clamped
+    to [0, 1] after i iterations: what a picture taken at that point would score, comparable with
+    a network's clamped output."""
 
     image: torch.Tensor
     history: list[dict[str, float]]
     seconds: float
+    clamped: list[dict[str, float]] = field(default_factory=list)
 
 
 def optimize(photo: torch.Tensor, grams: dict[str, torch.Tensor], vgg: VGGFeatures, weights: LossWeights,
-             iters: int, progress: bool = True) -> Optimized:
+             iters: int, progress: bool = True, measure_clamped: bool = False) -> Optimized:
     """L-BFGS on the pixels, starting from the photo ((1, 3, H, W) in [0, 1], on the VGG's device).
 
     Pixels are free while optimizing and clamped to [0, 1] once at the end, as in Gatys's and
@@ -81,18 +84,26 @@ def optimize(photo: torch.Tensor, grams: dict[str, torch.Tensor], vgg: VGGFeatur
     and the last ``history`` entry is the returned, clamped image's, so reports include that cost.
     Each ``step`` runs one L-BFGS iteration (one loss evaluation, no line search,
     as in those implementations), so iterations and evaluations are the same count.
+    ``measure_clamped`` adds one VGG forward per iteration to score the clamped image too.
     """
     objective = Objective(vgg, photo, grams)
     image = photo.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=1)
     history: list[dict[str, float]] = []
+    clamped: list[dict[str, float]] = []
+
+    def scores(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        return {name: value.item() for name, value in terms.items()} | {"total": weights.total(terms).item()}
 
     def evaluate() -> torch.Tensor:
         optimizer.zero_grad()
         terms = objective.terms(image)
         total = weights.total(terms)
         total.backward()
-        history.append({name: value.item() for name, value in terms.items()} | {"total": total.item()})
+        history.append(scores(terms))
+        if measure_clamped:
+            with torch.no_grad():
+                clamped.append(scores(objective.terms(image.clamp(0, 1))))
         return total
 
     def show_latest() -> None:
@@ -111,4 +122,6 @@ def optimize(photo: torch.Tensor, grams: dict[str, torch.Tensor], vgg: VGGFeatur
     evaluate()  # the loss of the result
     show_latest()
     bar.close()
-    return Optimized(image.detach(), history, time.perf_counter() - started)
+    if measure_clamped:
+        clamped[-1] = history[-1]  # the final evaluation's image is clamped already
+    return Optimized(image.detach(), history, time.perf_counter() - started, clamped)

@@ -20,9 +20,12 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """True where bfloat16 math runs natively (a GPU, or a CPU with AVX512-BF16/AMX): only there
-    does bf16 pay; emulated bf16 on older CPUs is slower than fp32."""
-    return device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """True where bfloat16 math runs natively (a GPU, or a CPU with AVX512-BF16 or AMX): only there
+    does bf16 pay. (oneDNN's own "bf16 supported" check says yes for any AVX-512 CPU, where bf16 is
+    emulated with fp32 instructions and conversions on top.)"""
+    if device.type == "cuda":
+        return True
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:

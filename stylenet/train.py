@@ -18,6 +18,7 @@ import csv
 import hashlib
 import math
 import os
+import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -121,8 +122,8 @@ class StepMode:
     def fast(cls, device: torch.device) -> StepMode:
         """The settings that measured faster (``bench.py --train --candidates``). bf16 only where the
         hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX): there it gave 1.6-2.0x on
-        its own on the 2-core EPYC; emulated on older CPUs it is many times slower. torch.compile is
-        left off: minutes of compiling for a few percent per step."""
+        its own on the 2-core EPYC; elsewhere it is not used (emulated bf16 was not measured to pay).
+        torch.compile is left off: minutes of compiling for a few percent per step."""
         return cls(channels_last=True, bf16=native_bf16(device), fused_adam=True, short_content_pass=True)
 
     @property
@@ -201,9 +202,11 @@ class Pace:
     """Smoothed seconds per step (an exponential average seeded with the measured step time): the
     images/s and ETA shown while training."""
 
-    def __init__(self, step_seconds: float, batch_size: int, smoothing: float = 0.1) -> None:
+    def __init__(self, step_seconds: float, batch_size: int, smoothing: float = 0.1, before: float = 0.0) -> None:
+        """``before``: seconds the run had trained before this process (a resumed run's log goes on)."""
         self.step_seconds, self.batch_size, self.smoothing = step_seconds, batch_size, smoothing
-        self.last = self.started = time.perf_counter()
+        self.last = time.perf_counter()
+        self.started = self.last - before
 
     def tick(self) -> None:
         now = time.perf_counter()
@@ -380,10 +383,16 @@ def warm_start(run: NormRun, path: Path) -> None:
                 "recipe": meta.get("recipe")}
 
 
+def start_file(init: dict[str, Any] | None) -> tuple[str, str] | None:
+    """What identifies a warm start: its file's name and hash (the rest of ``init`` describes it)."""
+    return (init["file"], init["sha256"]) if init else None
+
+
 def check_resumable(saved: dict[str, Any], recipe: Recipe, run: NormRun) -> None:
     theirs = Recipe.from_metadata(saved["recipe"])  # fields newer than the file: their defaults
     diff = [k for k in RESUME_MUST_MATCH if getattr(theirs, k) != getattr(recipe, k)]
-    diff += [k for k, theirs, ours in (("norm", saved["norm"], run.norm), ("init", saved.get("init"), run.init))
+    diff += [k for k, theirs, ours in (("norm", saved["norm"], run.norm),
+                                       ("init", start_file(saved.get("init")), start_file(run.init)))
              if theirs != ours]
     if diff:
         raise ValueError(f"cannot resume {run.state.name}: the recipe differs from the checkpoint in {', '.join(diff)}")
@@ -421,9 +430,10 @@ def restore(run: NormRun, generator: torch.Generator) -> None:
                 state[key] = torch.empty_like(param).copy_(value)
 
 
-def prepare_log(path: Path, start: int) -> None:
+def prepare_log(path: Path, start: int) -> float:
     """A fresh CSV with its header, or, when resuming, the old one without the rows logged after
-    ``start`` (a killed run logs steps its last checkpoint does not hold; they are trained again)."""
+    ``start`` (a killed run logs steps its last checkpoint does not hold; they are trained again).
+    Returns the training seconds of the last row kept (0 for a fresh log)."""
     rows: list[list[str]] = []
     if start and path.is_file():
         with open(path, newline="") as f:
@@ -433,6 +443,7 @@ def prepare_log(path: Path, start: int) -> None:
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows([LOG_COLUMNS, *rows])
     os.replace(tmp, path)
+    return float(rows[-1][LOG_COLUMNS.index("seconds")]) if rows else 0.0
 
 
 def measure_step(step: TrainStep, runs: Sequence[NormRun], recipe: Recipe, mode: StepMode) -> float:
@@ -473,6 +484,10 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
     for run in runs:
         if run.norm in starts:
             warm_start(run, starts[run.norm])
+    if not resume:
+        taken = [path.name for run in runs for path in (run.out, run.state) if path.is_file()]
+        if taken:
+            raise ValueError(f"{taken[0]} exists: pass --resume to continue its run, or choose another --out")
     saved = saved_progress(runs, recipe) if resume else {}
     start = next(iter(saved.values()))["step"] if saved else 0
     losses = {norm: meta["final_losses"] for norm, meta in saved.items()}
@@ -493,17 +508,22 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
                 "stylenet_version": __version__, "step": step} | ({"init": run.init} if run.init else {})
 
     def checkpoint(step: int, with_models: bool) -> None:
-        for run in runs:
-            save_train_state(run.model, run.optimizer, generator, metadata(run, step), run.state)
-            if with_models:
-                save_model(run.model, metadata(run, step), run.out)
+        # The states of a group must stay at one step (resume refuses otherwise): Ctrl-C and SIGTERM
+        # wait until every file is written.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for run in runs:
+                save_train_state(run.model, run.optimizer, generator, metadata(run, step), run.state)
+                if with_models:
+                    save_model(run.model, metadata(run, step), run.out)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     step_seconds = measure_step(train_step, runs, recipe, mode) if start < recipe.steps else 0.0
     listener.on_start(RunStart(tuple(norms), tuple(outs.values()), start, recipe.steps, len(photos.images),
                                tuple(photos.skipped), step_seconds))
-    for run in runs:
-        prepare_log(run.log, start)
-    pace = Pace(step_seconds, recipe.batch_size)
+    before = max(prepare_log(run.log, start) for run in runs)
+    pace = Pace(step_seconds, recipe.batch_size, before=before)
     done = start
     for step in range(start, recipe.steps):
         terms = train_step(runs, photos.batch(recipe.batch_size, recipe.image_size, generator), step)

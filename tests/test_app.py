@@ -86,8 +86,34 @@ def test_bad_upload_is_a_friendly_error(app_url, tmp_path):
     bad = tmp_path / "holiday.jpg"
     bad.write_bytes(b"this is not a jpeg")
     client = Client(app_url, verbose=False)
-    with pytest.raises(Exception, match="holiday.jpg: not a readable image"):
+    with pytest.raises(Exception, match=r"holiday.jpg: not an image in a supported format \(JPEG"):
         client.predict(handle_file(str(bad)), "starry_night", api_name="/compare")
+
+
+def test_an_upload_reaches_no_decoder_before_the_allowlist(tmp_path, monkeypatch):
+    """Gradio's own preprocessing opens an upload with every Pillow plugin (an EPS named .jpg would
+    reach the EPS parser); the app passes the file on to read_upload, which opens it allowlisted."""
+    import gradio as gr
+    from gradio.components.image import ImageData
+    from PIL import Image as PILImage
+
+    import app
+
+    eps = tmp_path / "scan.jpg"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+    component = app.photo_input("photo", 100)
+    opened = []
+
+    def spy(*args, **kwargs):
+        opened.append(kwargs.get("formats"))
+        raise AssertionError("decoded during preprocessing")
+
+    monkeypatch.setattr(PILImage, "open", spy)
+    assert component.preprocess(ImageData(path=str(eps), orig_name="scan.jpg")) == str(eps)
+    assert opened == []
+    monkeypatch.undo()
+    with pytest.raises(gr.Error, match=r"scan.jpg: not an image in a supported format"):
+        app.read_upload(str(eps), 512)
 
 
 def test_eight_users_at_once(app_url, photo):

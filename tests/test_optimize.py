@@ -33,6 +33,17 @@ def test_two_iterations_lower_the_loss_and_the_history_is_the_returned_image(vgg
     assert WEIGHTS.total(terms).item() == pytest.approx(result.history[-1]["total"], rel=1e-4)
 
 
+def test_clamped_scores_are_those_of_the_clamped_image(vgg, painting):
+    grams = style_targets(vgg, str(painting), 64, torch.device("cpu"))
+    photo = to_tensor(smooth_image(2, (40, 32))).unsqueeze(0)
+    heavy = LossWeights(content=1.0, style=1e4, tv=0.0)  # big steps: pixels overshoot [0, 1]
+    result = optimize(photo, grams, vgg, heavy, iters=3, progress=False, measure_clamped=True)
+    assert len(result.clamped) == len(result.history) == 4
+    assert result.clamped[0] == result.history[0] and result.clamped[-1] == result.history[-1]
+    assert any(c["total"] != h["total"] for c, h in zip(result.clamped[1:-1], result.history[1:-1]))
+    assert optimize(photo, grams, vgg, heavy, iters=1, progress=False).clamped == []
+
+
 def test_weights_come_from_a_checkpoint_recipe():
     weights = LossWeights.from_recipe({"content_weight": 1.0, "style_weight": 3.0, "tv_weight": 10.0, "lr": 1e-3})
     assert weights == WEIGHTS

@@ -158,7 +158,20 @@ def test_resume_after_a_crash_logs_every_step_once(tmp_path, photo_dir, painting
     assert [r["step"] for r in log_rows(out.with_suffix(".csv"))] == ["1", "2", "3", "4"]
     monkeypatch.setattr("stylenet.train.style_weight", real)
     train(recipe, ["batch"], out, device="cpu", resume=True)
-    assert [r["step"] for r in log_rows(out.with_suffix(".csv"))] == ["1", "2", "3", "4", "5", "6"]
+    rows = log_rows(out.with_suffix(".csv"))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+    seconds = [float(r["seconds"]) for r in rows]
+    assert seconds == sorted(seconds)  # the resumed rows count on from the kept ones
+
+
+def test_a_fresh_run_refuses_to_overwrite_an_earlier_one(tmp_path, photo_dir, painting):
+    out = tmp_path / "m.safetensors"
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=1, **TINY)
+    train(recipe, ["instance"], out, device="cpu")
+    log = out.with_suffix(".csv").read_bytes()
+    with pytest.raises(ValueError, match=r"^m.safetensors exists: pass --resume to continue its run"):
+        train(recipe, ["instance"], out, device="cpu")
+    assert out.with_suffix(".csv").read_bytes() == log
 
 
 def test_resuming_a_finished_run_leaves_it_as_it_is(tmp_path, photo_dir, painting):
