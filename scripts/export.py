@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -110,23 +111,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = model.eval().float()
     data = onnx_bytes(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    print(f"wrote {out} ({len(data) / 1e6:.1f} MB, {meta['style']}/{meta['norm']}, input x: N x 3 x H x W, H, W >= "
-          f"{MIN_SIZE})")
+    described = f"{len(data) / 1e6:.1f} MB, {meta['style']}/{meta['norm']}, input x: N x 3 x H x W, H, W >= {MIN_SIZE}"
     try:
         session = ort_session(data)
     except ImportError:
+        write(out, data)
+        print(f"wrote {out} ({described})")
         print("onnxruntime is not installed: the check against PyTorch was skipped (pip install onnxruntime)")
         return 0
     worst = 0.0
     for (h, w), diff in max_differences(model, session, CHECK_SIZES).items():
         print(f"  {h}x{w}: max abs difference to PyTorch {diff:.2e}")
         worst = max(worst, diff)
-    verdict = "within" if worst <= TOLERANCE else "OVER"
-    print(f"check: {verdict} the tolerance of {TOLERANCE:g}")
-    return 0 if worst <= TOLERANCE else 1
+    if worst > TOLERANCE:
+        print(f"check: OVER the tolerance of {TOLERANCE:g}; nothing written")
+        return 1
+    write(out, data)
+    print(f"check: within the tolerance of {TOLERANCE:g}\nwrote {out} ({described})")
+    return 0
 
+
+def write(out: Path, data: bytes) -> None:
+    """Write aside and rename: ``out`` is either the whole checked file or untouched."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
 
 if __name__ == "__main__":
     sys.exit(main())

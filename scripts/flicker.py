@@ -1,4 +1,4 @@
-"""Flicker vs style, per norm: python scripts/flicker.py [--photos 8] [--frames 12] [--width 192]
+"""Flicker vs style, per norm: python scripts/flicker.py [--photos 4] [--frames 24] [--width 128]
 
 Synthetic clips (no download): a camera pans and zooms over held-out photos (examples/) with exactly
 known motion, so each stylized frame can be warped onto the next (``stylenet/flicker.py``). For the

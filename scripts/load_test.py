@@ -111,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "stylenet_load_test_app.log",
                    help="where the app's output goes")
     args = p.parse_args(argv)
-    flags = ("--concurrency", args.concurrency, "--queue-size", args.queue_size)
-    with running_app(args.weights_dir, args.log, *flags) as (url, server):
+    # an empty models folder of its own: a training job queued in the user's folder must not run
+    # (and take CPU) during the measurement
+    with tempfile.TemporaryDirectory(prefix="stylenet-load-test-models-") as models, \
+            running_app(args.weights_dir, args.log, "--concurrency", args.concurrency, "--queue-size",
+                        args.queue_size, "--models-dir", models) as (url, server):
         Client(url, verbose=False, analytics_enabled=False).predict(  # warm-up: first-call costs are not load
             handle_file(str(args.photo)), args.style, 1.0, False, 128, api_name="/compare")
         at_rest = memory_mb(server.pid, "VmRSS")

@@ -159,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                 out = out.convert("RGB")
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.part")
-            out.save(tmp, FORMATS[args.format], quality=args.quality)
-            tmp.replace(target)
+            try:
+                out.save(tmp, FORMATS[args.format], quality=args.quality)
+                tmp.replace(target)
+            finally:
+                tmp.unlink(missing_ok=True)  # a failed save (disk full) leaves nothing behind
             written += 1
         except (ImageError, VideoError) as exc:
             failures.append(str(exc))

@@ -100,16 +100,17 @@ def check_style_name(style: Any) -> None:
                          f"or any of {''.join(sorted(STYLE_FORBIDDEN))})")
 
 
-def check_tensors(path: Path, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
-    """Compare tensor names and shapes with the network the metadata describes, built on the meta
-    device (no memory), so a crafted width cannot make the loader allocate a huge network."""
+def check_tensors(path: Path, meta: dict[str, Any], shapes: dict[str, torch.Size]) -> None:
+    """Compare tensor names and shapes (read from the file's header, before any tensor is loaded)
+    with the network the metadata describes, built on the meta device (no memory): a crafted file
+    can make the loader allocate neither a huge network nor huge extra tensors."""
     with torch.device("meta"):
         blueprint = TransformerNet(norm=meta["norm"], width=meta["width"])
     expected = {k: v.shape for k, v in blueprint.state_dict().items()}
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [f"{k} is {tuple(state[k].shape)}, expected {tuple(shape)}"
-                 for k, shape in expected.items() if k in state and state[k].shape != shape]
+    problems = [f"missing {k}" for k in expected if k not in shapes]
+    problems += [f"unexpected {k}" for k in shapes if k not in expected]
+    problems += [f"{k} is {tuple(shapes[k])}, expected {tuple(shape)}"
+                 for k, shape in expected.items() if k in shapes and shapes[k] != shape]
     if problems:
         raise CheckpointError(f"{path}: tensors do not match a {meta['norm']} width-{meta['width']} network "
                               f"({'; '.join(problems[:3])}{'; ...' if len(problems) > 3 else ''})")
@@ -143,13 +144,14 @@ def migrate_v1_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[TransformerNet, dict[str, Any]]:
     """Build the network the metadata describes and load its weights (strict: every key must match)."""
     meta = read_metadata(path)
-    tensors = load_file(str(path))
     prefix = "model." if meta.get("kind") == "train_state" else ""
-    state = {k[len(prefix):]: v.float() if v.is_floating_point() else v
-             for k, v in tensors.items() if k.startswith(prefix)}
-    if meta["version"] == 1:
-        state = migrate_v1_keys(state)
-    check_tensors(path, meta, state)
+    rename = migrate_v1_keys if meta["version"] == 1 else dict
+    with safe_open(str(path), "pt") as f:
+        shapes = {k[len(prefix):]: torch.Size(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith(prefix)}
+    check_tensors(path, meta, rename(shapes))
+    tensors = load_file(str(path))
+    state = rename({k[len(prefix):]: v.float() if v.is_floating_point() else v
+                    for k, v in tensors.items() if k.startswith(prefix)})
     model = TransformerNet(norm=meta["norm"], width=meta["width"])
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), meta

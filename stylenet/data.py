@@ -50,7 +50,7 @@ class ContentPhotos:
         for done, path in enumerate(paths, 1):
             try:
                 img = load_rgb(path)
-            except (OSError, ValueError, Image.DecompressionBombError):
+            except (OSError, ValueError):  # ImageError is a ValueError
                 skipped.append(path)
             else:
                 images.append(TF.pil_to_tensor(TF.resize(img, size, antialias=True)))

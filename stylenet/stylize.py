@@ -73,12 +73,13 @@ class Stylizer:
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) in [0, 1] -> same shape; tiled above ``TILE_ABOVE_PIXELS``."""
+        """(N, 3, H, W) in [0, 1] -> same shape; tiled above ``TILE_ABOVE_PIXELS``, one image at a
+        time (tiling's whole-image statistics are per image)."""
         x = x.to(self.device, self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if x.shape[-2] * x.shape[-1] > TILE_ABOVE_PIXELS:
-            return run_tiled(self.model, x).float()
+            return torch.cat([run_tiled(self.model, image.unsqueeze(0)).float() for image in x])
         return self.model(x).float()
 
     def __call__(self, img: Image.Image, strength: float = 1.0, preserve_color: bool = False,

@@ -12,11 +12,15 @@ frames per second of a 256 px picture need.
 """
 from __future__ import annotations
 
+import atexit
+import math
+import shutil
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from tempfile import gettempdir
 from typing import Any
 
 import gradio as gr
@@ -34,7 +38,6 @@ from .video import VideoError, VideoLimits, probe, stylize_video
 VIDEO_LIMITS = VideoLimits(max_seconds=10.0, max_pixels=1920 * 1088)  # and the app's 15 MB upload cap
 VIDEO_SIDE = (128, 480, 256)  # frame size slider: min, max, default (longest side, px)
 WEBCAM_SIDE = 256
-RESULTS_DIR = Path(gettempdir()) / "stylenet_video"
 KEEP_RESULTS_S = 3600  # Gradio copies results into its cache; ours go after an hour
 PAIR = ("batch", "instance")
 EXPERIMENT_FRAMES, EXPERIMENT_SIZE = 8, (160, 120)
@@ -57,14 +60,42 @@ def style_dropdown(styles: Mapping[str, Any], names: list[str]) -> gr.Dropdown:
     return gr.Dropdown(pairs, value=pairs[0] if pairs else None, label="Style", allow_custom_value=True)
 
 
+_results: list[Path] = []  # the process's private results folder, made on first use
+_results_lock = threading.Lock()
+
+
+def results_dir() -> Path:
+    """A folder of this process's own (``mkdtemp``: private, never shared with another app or user on
+    the machine), removed when the process exits, as app.py's ``ResultFiles`` does for images."""
+    with _results_lock:
+        if not _results:
+            folder = Path(tempfile.mkdtemp(prefix="stylenet-video-"))
+            atexit.register(shutil.rmtree, folder, True)
+            _results.append(folder)
+        return _results[0]
+
+
 def prune_results(now: float) -> None:
     """Delete our finished clips older than ``KEEP_RESULTS_S`` (Gradio serves its own copies)."""
-    for old in RESULTS_DIR.glob("*.mp4"):
-        if now - old.stat().st_mtime > KEEP_RESULTS_S:
-            old.unlink(missing_ok=True)
+    for old in results_dir().glob("*.mp4"):
+        try:
+            if now - old.stat().st_mtime > KEEP_RESULTS_S:
+                old.unlink(missing_ok=True)
+        except FileNotFoundError:  # pruned by a concurrent request
+            pass
 
 
-def stylize_pair(clip: str | None, style: str, side: float, smooth: bool, styles: Mapping[str, Any],
+def frame_side(side: Any) -> int:
+    """The requested longest side, clamped to the slider's range (an API call can send anything)."""
+    low, high, default = VIDEO_SIDE
+    try:
+        value = float(side)
+    except (TypeError, ValueError):
+        raise gr.Error(f"Frame size must be a number of pixels between {low} and {high}") from None
+    return default if math.isnan(value) else int(min(max(value, low), high))
+
+
+def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: Mapping[str, Any],
                  progress: Callable[..., Any]) -> tuple[str, str, str]:
     """The clip through the style's BN and IN models: two MP4 paths and a one-line summary."""
     if not clip:
@@ -74,7 +105,7 @@ def stylize_pair(clip: str | None, style: str, side: float, smooth: bool, styles
         info = probe(clip, VIDEO_LIMITS)
     except VideoError as exc:
         raise gr.Error(str(exc)) from None
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    side = frame_side(side)
     prune_results(time.time())
     total, done, outputs, seconds = 2 * info.estimated_frames, [0], [], []
     for norm, stylizer in models.items():
@@ -86,17 +117,17 @@ def stylize_pair(clip: str | None, style: str, side: float, smooth: bool, styles
             done[0] += n
             progress((min(done[0], total), total), desc=f"{label}: stylizing frames", unit="frames")
 
-        out = RESULTS_DIR / f"{uuid.uuid4().hex[:12]}_{style}_{norm}.mp4"
+        out = results_dir() / f"{uuid.uuid4().hex[:12]}_{style}_{norm}.mp4"
         start = time.perf_counter()
         try:
-            frames = stylize_video(clip, out, stylizer, max_size=int(side), info=info, limits=VIDEO_LIMITS,
+            frames = stylize_video(clip, out, stylizer, max_size=side, info=info, limits=VIDEO_LIMITS,
                                    on_frames=tick)
         except VideoError as exc:
             raise gr.Error(str(exc)) from None
         outputs.append(str(out))
         seconds.append(time.perf_counter() - start)
     fps = float(info.fps)
-    note = (f"{frames} frames at {fps:.3g} fps, {info.width}x{info.height} source, longest side {int(side)} px; "
+    note = (f"{frames} frames at {fps:.3g} fps, {info.width}x{info.height} source, longest side {side} px; "
             f"sound {'copied' if info.audio else 'none'}. BN {frames / seconds[0]:.1f} fps, "
             f"IN{' (smoothed)' if smooth else ''} {frames / seconds[1]:.1f} fps on this server.")
     return outputs[0], outputs[1], note

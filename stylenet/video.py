@@ -5,9 +5,11 @@ system ffmpeg to install, frames decoded lazily (the clip is never held in memor
 frames), and audio packets can be copied into the new file without being decoded.
 
 Output: H.264 in MP4, yuv420p (what browsers and phones play; it stores colour at half resolution, so
-width and height are made even), at the source frame rate, with the source's audio stream copied
-bit for bit (re-encoded to AAC only when MP4 cannot carry its codec, e.g. Vorbis from a WebM).
-Bad inputs raise ``VideoError`` whose text is the one line to show the user.
+width and height are made even), with the source's audio stream copied bit for bit (re-encoded to AAC
+only when MP4 cannot carry its codec, e.g. Vorbis from a WebM). Every frame keeps its source timestamp
+(shifted so the video starts at 0, the audio shifted by the same amount), so variable-frame-rate clips
+keep their length and stay in sync with their sound. Bad inputs, and FFmpeg errors while writing,
+raise ``VideoError`` whose text is the one line to show the user.
 """
 from __future__ import annotations
 
@@ -152,55 +154,105 @@ def to_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int) -> np.nda
 class ClipWriter:
     """An H.264/yuv420p MP4 being written: RGB frames in, audio packets copied (or re-encoded).
 
+    Frames carry their source timestamps: ``write(rgb, pts)`` with ``pts`` in ``time_base`` (the source
+    video stream's); the output's time 0 is the source's ``start`` (in ``time_base`` too), and audio is
+    shifted by the same time, so a variable frame rate and the sync with the sound survive. Without a
+    ``time_base`` (or with ``pts=None``) frames are numbered on at ``fps``.
+
     Writes to ``path`` + ".part" and renames on ``close()``, so an interrupted run never leaves a
     half-written clip under the final name.
     """
 
     def __init__(self, path: str | Path, size: tuple[int, int], fps: Fraction,
-                 audio: av.audio.stream.AudioStream | None = None) -> None:
+                 audio: av.audio.stream.AudioStream | None = None, *, time_base: Fraction | None = None,
+                 start: int = 0) -> None:
         self.path = Path(path)
         self.part = self.path.with_name(f".{self.path.name}.part")
+        self.time_base = Fraction(time_base) if time_base else 1 / Fraction(fps)
+        self.start = start
+        self.step = max(1, round(1 / (Fraction(fps) * self.time_base)))  # one frame, for frames without pts
+        self.last_pts: int | None = None
+        self.frames = self.dropped = 0
+        self.audio_start: Fraction | None = None  # re-encoded audio: its first sample's time in the output
+        self.audio_samples = 0
         self.container = av.open(str(self.part), "w", format="mp4")
-        self.video = self.container.add_stream("libx264", rate=fps)
-        self.video.width, self.video.height = size
-        self.video.pix_fmt = "yuv420p"
-        self.video.codec_context.time_base = 1 / fps
-        self.video.options = dict(X264_OPTIONS)
-        self.frames = 0
-        self.audio_in = audio
-        self.copy_audio = audio is not None and audio.codec_context.name in MP4_AUDIO_CODECS
-        self.audio = None
-        if audio is not None:
-            self.audio = (self.container.add_stream_from_template(audio) if self.copy_audio
-                          else self.container.add_stream("aac", rate=audio.codec_context.sample_rate))
+        try:
+            self.video = self.container.add_stream("libx264", rate=fps)
+            self.video.width, self.video.height = size
+            self.video.pix_fmt = "yuv420p"
+            self.video.codec_context.time_base = self.time_base
+            self.video.time_base = self.time_base
+            self.video.options = dict(X264_OPTIONS)
+            self.copy_audio = audio is not None and audio.codec_context.name in MP4_AUDIO_CODECS
+            self.audio = None
+            if audio is not None:
+                self.audio = (self.container.add_stream_from_template(audio) if self.copy_audio
+                              else self.container.add_stream("aac", rate=audio.codec_context.sample_rate))
+        except BaseException:
+            self.abort()
+            raise
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, pts: int | None = None) -> bool:
+        """One frame at source time ``pts``; False when it is dropped because its time is not after
+        the previous frame's (or before the start)."""
+        if pts is None:
+            pts = 0 if self.last_pts is None else self.last_pts + self.step
+        else:
+            pts -= self.start
+        if pts < 0 or (self.last_pts is not None and pts <= self.last_pts):
+            self.dropped += 1
+            return False
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame.pts = self.frames
+        frame.pts, frame.time_base = pts, self.time_base
+        self.last_pts = pts
         self.frames += 1
         self.container.mux(self.video.encode(frame))
+        return True
+
+    def shift(self, time_base: Fraction) -> int:
+        """The video's start, in ``time_base``: what every audio timestamp loses."""
+        return round(self.start * self.time_base / time_base)
 
     def write_audio(self, packet: av.Packet) -> None:
-        """One packet of the source's audio stream: remuxed as is, or decoded and re-encoded."""
-        if self.copy_audio:
-            if packet.dts is not None:  # the demuxer's final empty packet carries no data
-                packet.stream = self.audio
-                self.container.mux(packet)
+        """One packet of the source's audio stream, remuxed as it is (``copy_audio``), shifted like
+        the video."""
+        if packet.dts is None:  # the demuxer's final empty packet carries no data
             return
-        for frame in packet.decode():
-            frame.pts = None  # the encoder counts samples itself
-            self.container.mux(self.audio.encode(frame))
+        shift = self.shift(packet.time_base)
+        packet.dts -= shift
+        if packet.pts is not None:
+            packet.pts -= shift
+        packet.stream = self.audio
+        self.container.mux(packet)
+
+    def encode_audio(self, frame: av.AudioFrame) -> None:
+        """One decoded frame of the source's audio, re-encoded to AAC (when not ``copy_audio``)."""
+        if self.audio_start is None:
+            began = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else Fraction(0)
+            self.audio_start, self.audio_samples = began - self.start * self.time_base, 0
+        frame.pts, frame.time_base = self.audio_samples, Fraction(1, frame.sample_rate)  # gapless, from 0
+        self.audio_samples += frame.samples
+        self.mux_audio(self.audio.encode(frame))
+
+    def mux_audio(self, packets: list[av.Packet]) -> None:
+        """Encoded audio, moved from time 0 to where the source's first sample is."""
+        for packet in packets:
+            shift = round(self.audio_start / packet.time_base)
+            packet.pts += shift
+            packet.dts += shift
+            self.container.mux(packet)
 
     def close(self) -> Path:
         """Flush the encoders, finish the file and give it its final name."""
         self.container.mux(self.video.encode(None))
-        if self.audio is not None and not self.copy_audio:
-            self.container.mux(self.audio.encode(None))
+        if self.audio is not None and not self.copy_audio and self.audio_start is not None:
+            self.mux_audio(self.audio.encode(None))
         self.container.close()
         os.replace(self.part, self.path)
         return self.path
 
     def abort(self) -> None:
+        """Close without finishing and delete the partial file."""
         try:
             self.container.close()
         except av.FFmpegError:
@@ -239,34 +291,50 @@ def stylize_video(src: str | Path, dst: str | Path, stylizer: Stylizer, *, max_s
     with open_clip(src) as container:
         stream = video_stream(container, name)
         audio = container.streams.audio[0] if container.streams.audio else None
-        writer = ClipWriter(dst, size, info.fps, audio)
+        start = stream.start_time if stream.start_time is not None else 0
+        writer: ClipWriter | None = None
+        decoded = 0
         try:
-            batch: list[np.ndarray] = []
+            writer = ClipWriter(dst, size, info.fps, audio, time_base=stream.time_base, start=start)
+            batch: list[tuple[np.ndarray, int | None]] = []
 
             def flush() -> None:
-                for out in stylize_frames(stylizer, batch, strength, preserve_color):
-                    writer.write(out)
+                styled = stylize_frames(stylizer, [rgb for rgb, _ in batch], strength, preserve_color)
+                for out, (_, pts) in zip(styled, batch):
+                    writer.write(out, pts)
                 if on_frames:
                     on_frames(len(batch))
                 batch.clear()
 
             for packet in demuxed(container, [stream] + ([audio] if audio else []), name):
                 if packet.stream is audio:
-                    writer.write_audio(packet)
+                    if writer.copy_audio:
+                        writer.write_audio(packet)
+                    else:
+                        for sound in decode_packet(packet, name):
+                            writer.encode_audio(sound)
                     continue
                 for frame in decode_packet(packet, name):
-                    batch.append(to_rgb(frame, size, info.rotation))
+                    decoded += 1
+                    batch.append((to_rgb(frame, size, info.rotation), frame.pts))
                     if len(batch) >= batch_size:
                         flush()
-                    if writer.frames + len(batch) > max_frames:
+                    if decoded > max_frames:
                         raise VideoError(f"{name}: longer than the limit of {limits.max_seconds:g} s")
             if batch:
                 flush()
-            if info.frames - writer.frames > max(2, info.frames // 100):
-                raise corrupt(name, f"decoded {writer.frames} of {info.frames} frames")
+            if info.frames - decoded > max(2, info.frames // 100):
+                raise corrupt(name, f"decoded {decoded} of {info.frames} frames")
+            if not writer.frames:
+                raise corrupt(name, "no frame has a usable timestamp")
             writer.close()
+        except av.FFmpegError as exc:
+            if writer is not None:
+                writer.abort()
+            raise VideoError(f"{name}: could not write the stylized clip {Path(dst).name} ({reason(exc)})") from None
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
             raise
         return writer.frames
 
@@ -280,7 +348,7 @@ def demuxed(container: av.container.InputContainer, streams: list, name: str) ->
         raise corrupt(name, reason(exc)) from None
 
 
-def decode_packet(packet: av.Packet, name: str) -> list[av.VideoFrame]:
+def decode_packet(packet: av.Packet, name: str) -> list[av.VideoFrame | av.AudioFrame]:
     try:
         return packet.decode()
     except av.FFmpegError as exc:

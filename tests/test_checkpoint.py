@@ -100,6 +100,22 @@ def test_crafted_width_refused_before_the_network_is_built(tmp_path, monkeypatch
     assert built == []
 
 
+def test_extra_tensors_refused_before_any_tensor_is_loaded(tmp_path, monkeypatch):
+    """Names and shapes come from the file's header: a crafted file's extra (huge) tensors are
+    refused without reading a byte of tensor data."""
+    path = tmp_path / "padded.safetensors"
+    save_model(TransformerNet("instance", 8), {"style": "x", "steps": 1}, path)
+    metadata = {"stylenet": json.dumps(read_metadata(path))}
+    save_file(checkpoint.load_file(str(path)) | {"padding": torch.zeros(1000, 1000)}, str(path), metadata=metadata)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("tensors were loaded before the check")
+
+    monkeypatch.setattr(checkpoint, "load_file", no_loading)
+    with pytest.raises(CheckpointError, match=r"unexpected padding"):
+        load_model(path)
+
+
 @pytest.mark.parametrize("width", [0, 10**9, True, 8.0])
 def test_width_outside_range_refused(tmp_path, width):
     with pytest.raises(CheckpointError, match="width must be 1 to 512"):

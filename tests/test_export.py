@@ -31,7 +31,8 @@ def test_the_check_catches_an_export_fixed_to_one_size(tmp_path, checkpoints, mo
     check must then fail, and loudly."""
     monkeypatch.setattr(export, "PadToGrid", lambda model: model)
     assert export.main([str(checkpoints["instance"]), "--out", str(tmp_path / "m.onnx")]) == 1
-    assert "check: OVER the tolerance" in capsys.readouterr().out
+    assert "check: OVER the tolerance of 0.0001; nothing written" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*onnx*"))  # no unchecked file where a good one is expected
 
 
 def test_bad_input_is_one_line(tmp_path, checkpoints, capsys):

@@ -65,6 +65,18 @@ def test_stylizer_above_the_threshold_matches_one_pass(checkpoints, monkeypatch)
     assert np.abs(tiled - whole).max() <= 1
 
 
+def test_a_batch_above_the_threshold_is_tiled_image_by_image(checkpoints, monkeypatch):
+    """Video frames arrive in batches: each frame gets its own whole-image statistics."""
+    stylizer = Stylizer.load(checkpoints["instance"], device="cpu", precision="fp32")
+    frames = torch.stack([to_tensor(smooth_image(i, (96, 64))) for i in (1, 2)])
+    with torch.no_grad():
+        alone = torch.cat([stylizer.forward(f.unsqueeze(0)) for f in frames])
+        monkeypatch.setattr(stylize, "TILE_ABOVE_PIXELS", 0)
+        tiled = stylizer.forward(frames)
+    assert tiled.shape == frames.shape
+    assert (tiled - alone).abs().max() < 1e-4
+
+
 def test_tiling_leaves_a_shared_model_alone(checkpoints):
     """The app serves two requests at once with one model: while one photo runs tiled, the model
     must keep giving the other request its own, untiled result."""

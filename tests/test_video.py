@@ -1,10 +1,13 @@
 """Video: tiny generated clips through the CLI and the library; temporal smoothing; the webcam handler."""
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -15,6 +18,7 @@ from PIL import Image
 from stylenet.stylize import Stylizer
 from stylenet.temporal import SmoothedStatsNorm, stabilized
 from stylenet.video import (
+    ClipWriter,
     VideoError,
     VideoLimits,
     even_size,
@@ -27,28 +31,39 @@ from .conftest import ROOT, smooth_image
 
 
 def make_clip(path: Path, frames: int = 6, size: tuple[int, int] = (64, 48), fps: Fraction = Fraction(12),
-              audio: bool = True, video: bool = True, rotation: int = 0) -> Path:
-    """A small H.264 clip of moving colour, with a 440 Hz AAC tone as long as the video."""
-    with av.open(str(path), "w", format="mp4") as container:
+              audio: bool = True, video: bool = True, rotation: int = 0, pts: Sequence[int] | None = None,
+              audio_codec: str = "aac", marker: bool = False) -> Path:
+    """A small H.264 clip of moving colour, with a 440 Hz tone from time 0 to the end of the video.
+
+    ``pts``: the frames' timestamps in units of 1/``fps`` (default 0, 1, 2, ...: gaps make a variable
+    frame rate, a first one above 0 a video that starts after its audio). ``marker``: dark frames with
+    a white 16 px square in the top-left corner of the coded picture. The container follows the
+    suffix (.mkv can carry PCM audio, which MP4 cannot)."""
+    pts = list(range(frames)) if pts is None else list(pts)
+    with av.open(str(path), "w") as container:
         if video:
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = size
             stream.pix_fmt = "yuv420p"
             if rotation:
                 stream.set_display_rotation(rotation)
-        sound = container.add_stream("aac", rate=16000) if audio else None
+        sound = container.add_stream(audio_codec, rate=16000) if audio else None
         if sound is not None:
             sound.layout = "mono"
-        for i in range(frames if video else 0):
-            rgb = np.asarray(smooth_image(i % 3, size)).copy()
-            rgb[:, : 4 * i % size[0]] //= 2
+        for i, t in enumerate(pts if video else []):
+            if marker:
+                rgb = np.full((size[1], size[0], 3), 40, np.uint8)
+                rgb[:16, :16] = 255
+            else:
+                rgb = np.asarray(smooth_image(i % 3, size)).copy()
+                rgb[:, : 4 * i % size[0]] //= 2
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
+            frame.pts = t
             container.mux(stream.encode(frame))
         if video:
             container.mux(stream.encode(None))
         if sound is not None:
-            t = np.arange(int(16000 * frames / fps)) / 16000
+            t = np.arange(int(16000 * (max(pts) + 1) / fps)) / 16000
             tone = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
                                               format="flt", layout="mono")
             tone.sample_rate, tone.pts = 16000, 0
@@ -71,7 +86,7 @@ def read_clip(path: Path) -> dict:
 
 def run_cli(*args):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "stylize.py"), *map(str, args)],
-                          capture_output=True, text=True)
+                          check=False, capture_output=True, text=True)
 
 
 def test_cli_keeps_frames_rate_and_audio_and_goes_on_after_bad_clips(tmp_path, checkpoints):
@@ -154,11 +169,108 @@ def test_truncated_stream_is_refused_and_leaves_no_file(tmp_path, checkpoints):
 
 
 def test_rotated_phone_clip_comes_out_upright(tmp_path, checkpoints):
-    src = make_clip(tmp_path / "phone.mp4", frames=3, size=(64, 48), rotation=-90, audio=False)
+    """The coded picture's top-left corner lands top-right: turned clockwise, as FFmpeg shows it."""
+    src = make_clip(tmp_path / "phone.mp4", frames=3, size=(64, 48), rotation=-90, audio=False, marker=True)
     info = probe(src)
     assert (info.width, info.height, info.rotation) == (48, 64, -90)
-    stylize_video(src, tmp_path / "out.mp4", Stylizer.load(checkpoints["batch"], device="cpu"))
+    stylize_video(src, tmp_path / "out.mp4", Stylizer.load(checkpoints["batch"], device="cpu"), strength=0.0)
     assert read_clip(tmp_path / "out.mp4")["size"] == (48, 64)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        picture = next(container.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+    assert picture.shape == (64, 48, 3)
+    corners = {"top-left": picture[:16, :16], "top-right": picture[:16, -16:],
+               "bottom-left": picture[-16:, :16], "bottom-right": picture[-16:, -16:]}
+    brightness = {corner: block[2:-2, 2:-2].mean() for corner, block in corners.items()}  # inside the square
+    assert brightness["top-right"] > 230, brightness
+    assert all(value < 60 for corner, value in brightness.items() if corner != "top-right"), brightness
+
+
+def frame_times(path: Path) -> tuple[list[float], float, int]:
+    """Each decoded frame's time, the time the decoded sound ends and its sample count (seconds)."""
+    with av.open(str(path)) as container:
+        video = [float(frame.time) for frame in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        sound = list(container.decode(audio=0))
+    end = float(sound[-1].time) + sound[-1].samples / sound[-1].sample_rate if sound else 0.0
+    return video, end, sum(frame.samples for frame in sound)
+
+
+@pytest.mark.parametrize("name", ["vfr.mp4", "vfr.mkv"])  # AAC audio copied; PCM audio re-encoded to AAC
+def test_variable_frame_rate_keeps_its_timing_and_its_sound_in_sync(tmp_path, checkpoints, name):
+    """Frames at irregular times, the first 0.5 s after the sound starts: every frame keeps its time
+    (counted from the first frame) and the sound keeps its place relative to the frames."""
+    pts = [15 + t for t in (0, 1, 2, 3, 10, 11, 12, 13, 20, 21)]  # 1/30 s units: gaps of 7 and 7 frames
+    src = make_clip(tmp_path / name, fps=Fraction(30), pts=pts,
+                    audio_codec="aac" if name.endswith("mp4") else "pcm_s16le")
+    out = tmp_path / "out.mp4"
+    stylizer = Stylizer.load(checkpoints["batch"], device="cpu")
+    assert stylize_video(src, out, stylizer, strength=0.0, batch_size=3) == len(pts)
+    src_video, src_end, _ = frame_times(src)
+    out_video, out_end, samples = frame_times(out)
+    assert src_video[0] == pytest.approx(0.5) and src_video[-1] == pytest.approx(1.2)
+    assert out_video == pytest.approx([t - src_video[0] for t in src_video], abs=2e-3)  # 0 ... 0.7 s, gaps kept
+    assert samples > 0 and out_end > 0.6  # the sound is still there
+    # in sync: the sound ends as long after the first frame as it did (within one AAC frame, 64 ms)
+    assert out_end - out_video[0] == pytest.approx(src_end - src_video[0], abs=0.065)
+    if name.endswith("mp4"):
+        assert read_clip(out)["audio"] == read_clip(src)["audio"]  # copied packet for packet
+
+
+def ffmpeg_error() -> av.FFmpegError:
+    """One of the FFmpeg errors that is neither an OSError nor a RuntimeError."""
+    return av.error.PatchWelcomeError(-1163346256, "Not yet implemented in FFmpeg, patches welcome")
+
+
+@pytest.mark.parametrize("stage", ["add_stream", "encode", "close"])
+def test_ffmpeg_errors_while_writing_are_one_line_and_leave_no_part_file(tmp_path, checkpoints, monkeypatch, stage):
+    src = make_clip(tmp_path / "clip.mp4", frames=5)
+    out = tmp_path / "out" / "styled.mp4"
+    out.parent.mkdir()
+    seen = {}
+    if stage == "add_stream":
+        real_open = av.open
+
+        class FailingOutput:  # the output container, whose add_stream fails
+            def __init__(self, container):
+                self.container = container
+
+            def add_stream(self, *args, **kwargs):
+                raise ffmpeg_error()
+
+            def close(self):
+                seen["closed"] = True
+                self.container.close()
+
+            def __getattr__(self, name):
+                return getattr(self.container, name)
+
+        def fake_open(file, mode="r", **kwargs):
+            container = real_open(file, mode, **kwargs)
+            return FailingOutput(container) if mode == "w" else container
+
+        monkeypatch.setattr(av, "open", fake_open)
+    elif stage == "encode":
+        real_write = ClipWriter.write
+
+        def write(self, rgb, pts=None):
+            if self.frames == 2:
+                raise ffmpeg_error()
+            return real_write(self, rgb, pts)
+
+        monkeypatch.setattr(ClipWriter, "write", write)
+    else:
+        def close(self):
+            self.container.mux(self.video.encode(None))  # the encoder's packets: the file is on disk
+            seen["part on disk"] = self.part.is_file()
+            raise ffmpeg_error()
+
+        monkeypatch.setattr(ClipWriter, "close", close)
+    with pytest.raises(VideoError) as caught:
+        stylize_video(src, out, Stylizer.load(checkpoints["batch"], device="cpu"), batch_size=2)
+    assert str(caught.value) == ("clip.mp4: could not write the stylized clip styled.mp4 "
+                                 "(Not yet implemented in FFmpeg, patches welcome)")
+    assert list(out.parent.iterdir()) == []  # neither the clip nor its .part file
+    assert seen == {"add_stream": {"closed": True}, "encode": {}, "close": {"part on disk": True}}[stage]
 
 
 def test_frames_match_the_photo_path_with_strength_and_preserve_color(checkpoints):
@@ -181,6 +293,22 @@ def test_even_size():
     assert even_size(1000, 3, 512) == (512, 2)
 
 
+class FirstFrameStats(torch.nn.Module):
+    """An IN/GN layer that normalizes every image of the batch with image 0's mean and variance."""
+
+    def __init__(self, norm: torch.nn.InstanceNorm2d | torch.nn.GroupNorm) -> None:
+        super().__init__()
+        self.norm = norm
+        self.groups = norm.num_groups if isinstance(norm, torch.nn.GroupNorm) else norm.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        grouped = x.reshape(n, self.groups, -1)
+        var, mean = torch.var_mean(grouped[:1], dim=-1, keepdim=True, correction=0)
+        y = ((grouped - mean) / torch.sqrt(var + self.norm.eps)).reshape(n, c, h, w)
+        return y * self.norm.weight.view(1, c, 1, 1) + self.norm.bias.view(1, c, 1, 1)
+
+
 @pytest.mark.parametrize("norm", ["instance", "group"])
 def test_smoothed_statistics(checkpoints, tmp_path, norm):
     from .conftest import make_checkpoint
@@ -197,9 +325,16 @@ def test_smoothed_statistics(checkpoints, tmp_path, norm):
     in_pieces = stabilized(stylizer, 0.9)
     pieces = torch.cat([in_pieces.forward(frames[:2]), in_pieces.forward(frames[2:5]), in_pieces.forward(frames[5:])])
     assert torch.allclose(pieces, whole, atol=1e-5)  # batching does not change the result
-    reference = stabilized(stylizer, 1.0)
-    first = reference.forward(frames[:1])
-    assert torch.allclose(reference.forward(frames[:1]), first)  # frozen at the first frame's statistics
+    reference = stabilized(stylizer, 1.0).forward(frames)
+    assert torch.allclose(reference[0], plain[0], atol=1e-5)
+    assert (reference[1:] - plain[1:]).abs().mean() > 1e-3  # not each frame's own statistics, as plain IN
+    frozen = copy.copy(stylizer)  # an independent oracle: every norm uses frame 0's statistics
+    frozen.model = copy.deepcopy(stylizer.model)
+    for parent in list(frozen.model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, (torch.nn.InstanceNorm2d, torch.nn.GroupNorm)):
+                setattr(parent, child_name, FirstFrameStats(child))
+    assert torch.allclose(reference, frozen.forward(frames), atol=1e-5)  # frozen at the first frame's statistics
     assert torch.equal(stylizer.forward(frames), plain)  # the shared model is untouched
     assert not any(isinstance(m, SmoothedStatsNorm) for m in stylizer.model.modules())
     assert any(isinstance(m, SmoothedStatsNorm) for m in smoothed.model.modules())
@@ -223,3 +358,37 @@ def test_webcam_frame_reports_size_and_rate(checkpoints):
     assert text.startswith("256x192 px · BN + IN take") and text.endswith("achieved: – fps")
     _, _, text, clock2 = webcam_frame(models, frame, clock)
     assert clock2[0] > clock[0] and clock2[1] > 0 and "achieved: –" not in text
+
+
+def test_video_api_keeps_the_frame_size_within_the_slider(tmp_path, checkpoints):
+    """The /video endpoint gets any number from an API call: 0 (no cap: 1080p through two models) or a
+    negative side (2x2 frames) must not get through; NaN becomes the default."""
+    import gradio as gr
+
+    from stylenet import ui_video
+
+    models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
+    style = SimpleNamespace(models=models)
+    with gr.Blocks() as demo:
+        ui_video.video_tab({"stripes": style}, ["stripes"])
+    handler = next(f.fn for f in demo.fns.values() if f.api_name == "video")
+    clip = make_clip(tmp_path / "big.mp4", frames=2, size=(640, 480), audio=False)
+    low, high, default = ui_video.VIDEO_SIDE
+    for side, longest in ((0, low), (-5, low), (10_000, high), (float("nan"), default), (320.7, 320)):
+        bn, inorm, note = handler(str(clip), "stripes", side, False, progress=lambda *args, **kwargs: None)
+        for out in (bn, inorm):
+            assert read_clip(Path(out))["size"] == (longest, longest * 3 // 4), side
+        assert f"longest side {longest} px;" in note
+    with pytest.raises(gr.Error, match="Frame size must be a number"):
+        handler(str(clip), "stripes", "big", False, progress=lambda *args, **kwargs: None)
+
+
+def test_video_results_go_to_a_private_folder_removed_at_exit():
+    script = ("import stat; from stylenet import ui_video; folder = ui_video.results_dir(); "
+              "assert folder == ui_video.results_dir(); (folder / 'x.mp4').write_bytes(b'x'); "
+              "print(folder, oct(stat.S_IMODE(folder.stat().st_mode)))")
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    folder, mode = result.stdout.split()
+    assert Path(folder).name.startswith("stylenet-video-") and mode == "0o700"  # mkdtemp: this process's own
+    assert not Path(folder).exists()  # removed when the app exits
