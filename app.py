@@ -39,7 +39,6 @@ from stylenet.weights import WEIGHTS_DIR, load_manifest
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
-FIGURES = ROOT / "docs" / "figures"
 MAX_UPLOAD = "15mb"
 MAX_PIXELS = 40_000_000  # refused before decoding
 MAX_SIDE = 1024  # resolution cap for the UI: bounds memory and latency per request
@@ -84,11 +83,6 @@ def user_style(found: UserStyle) -> Style:
     for norm in sorted(found.files, key=NORM_KINDS.index):
         style.add(norm, found.files[norm])
     return style
-
-
-def has_bn_and_in(style: Style) -> bool:
-    """The "why IN?" experiments compare a style's BN and IN models."""
-    return {"batch", "instance"} <= set(style.raw)
 
 
 def read_upload(path: str | None, max_side: int) -> Image.Image:
@@ -184,7 +178,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None) -> gr.Blocks:
 
     def why_in(photo: str | None, style: str):
         """The four live experiments on the user's photo, for the style's BN and IN models."""
-        if style not in styles or not has_bn_and_in(styles[style]):
+        if style not in styles or not ui_video.has_pair(styles[style]):
             raise gr.Error("This style needs both a BN and an IN model")
         img = read_upload(photo, EXPLAIN_SIDE)
         x = to_tensor(img).unsqueeze(0)
@@ -240,7 +234,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None) -> gr.Blocks:
             gr.Plot(explain.norm_axes_figure(), label="Which axes each norm averages over")
             with gr.Row():
                 xphoto = photo_input("Photo for the experiments", 220)
-                xstyle = gr.Dropdown([n for n in names if has_bn_and_in(styles[n])], value=names[0], label="Style",
+                xstyle = gr.Dropdown([n for n in names if ui_video.has_pair(styles[n])], value=names[0], label="Style",
                                      allow_custom_value=True)
             xrun = gr.Button("Run the experiments", variant="primary")
             gr.Markdown("### (a) BN: train mode vs eval mode")
@@ -261,8 +255,8 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None) -> gr.Blocks:
         if jobs is not None:
             with gr.Tab("Train a style"):
                 ui_train.train_tab(jobs, styles, photo_input, photo)
-            ui_train.style_lists(styles, jobs, [(style, lambda s: True), (xstyle, has_bn_and_in),
-                                                 (vstyle, has_bn_and_in), (wstyle, has_bn_and_in)])
+            ui_train.style_lists(styles, jobs, [(style, lambda s: True), (xstyle, ui_video.has_pair),
+                                                 (vstyle, ui_video.has_pair), (wstyle, ui_video.has_pair)])
         with gr.Tab("Training report"):
             report_tab()
     return demo
@@ -286,13 +280,13 @@ def explain_text() -> str:
 
 def report_tab() -> None:
     """Loss curves, the comparison grid and the measured table, as written by scripts/compare.py."""
-    table = FIGURES / "comparison.md"
+    table = ui_video.FIGURES / "comparison.md"
     gr.Markdown(table.read_text() if table.is_file() else "Run `python scripts/compare.py` to build the report.")
     for name, label in (("loss_curves.png", "Training loss curves, BN vs IN"),
                         ("contrast_control.png", "Huang & Belongie control: contrast-normalized photos"),
                         ("grid.png", "Held-out photos: painting, BN, IN, LN, GN")):
-        if (FIGURES / name).is_file():
-            gr.Image(str(FIGURES / name), label=label, interactive=False)
+        if (ui_video.FIGURES / name).is_file():
+            gr.Image(str(ui_video.FIGURES / name), label=label, interactive=False)
 
 
 def main() -> None:

@@ -11,16 +11,23 @@ the same thing:
     events.jsonl    what the worker reports, one JSON object a line: steps (losses per norm,
                     images/s, ETA), previews, the end
     cancel          a flag file: the worker checks it every step, stops and keeps its checkpoint
+    worker.lock     locked (flock) by the worker for its whole life: a running job whose lock is free
+                    has no worker, whatever process now has the pid job.json records
     worker.log      the worker's own output
     NORM.safetensors (+ .train.safetensors, .csv)   the models, in the library's checkpoint format
 
-The worker runs at a lower priority and with one core fewer than the machine has, so the server
+The folder holding the jobs also has ``jobs.lock``: every read-modify-write of a job.json holds it
+(``JobStore.locked``), whichever process makes it, and ``runner.lock``, held by the one runner that
+launches jobs.
+
+The worker runs at a lower priority and with one core fewer than it may use, so the server
 stays responsive. A cancelled job, or one interrupted by a restart, keeps its last checkpoint and
 can be resumed.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import secrets
@@ -31,7 +38,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PHOTO = REPO / "examples" / "skimage_chelsea.jpg"  # the fixed photo every job previews on
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "train"
 JOB_FILE, EVENTS_FILE, CANCEL_FILE, LOG_FILE = "job.json", "events.jsonl", "cancel", "worker.log"
+WORKER_LOCK, JOBS_LOCK = "worker.lock", "jobs.lock"
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 RESUMABLE = ("cancelled", "interrupted")
 WORKER_NICE = 10
@@ -69,9 +78,16 @@ def default_models_dir() -> Path:
     return cache_dir() / "user_models"
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS says), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 2
+
+
 def worker_threads() -> int:
     """Leave one core's worth of threads to the server."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    return max(1, usable_cpus() - 1)
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,13 @@ class Limits:
     image_size: int = 512
     width: int = 64
     queue: int = 3  # jobs waiting behind the running one
+
+
+def trainable_presets(limits: Limits) -> list[str]:
+    """The trainer's presets a request may choose as they are (within ``limits``), in the trainer's order."""
+    return [name for name, preset in PRESETS.items()
+            if preset["steps"] <= limits.steps and preset["image_size"] <= limits.image_size
+            and preset["width"] <= limits.width]
 
 
 @dataclass
@@ -164,17 +187,32 @@ def read_events(folder: Path) -> list[dict[str, Any]]:
     return events
 
 
-def process_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+def worker_alive(folder: Path) -> bool:
+    """Whether a worker holds the job's ``worker.lock`` (it does from before it starts until it exits).
+
+    A pid alone cannot say: after a restart the pid in job.json may belong to any process, even one
+    of the app's own threads.
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        handle = open(Path(folder) / WORKER_LOCK, "rb")  # noqa: SIM115 - closed below, which drops the lock
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")  # a reaped-but-unwaited child is a zombie: not alive
-    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def queued_in_order(jobs: list[Job]) -> list[Job]:
+    """The waiting ones of ``jobs`` in the order they will run (first in, first out)."""
+    return sorted((j for j in jobs if j.state == "queued"), key=lambda j: (j.queued_at, j.id))
+
+
+def queue_positions(jobs: list[Job]) -> dict[str, int]:
+    """Job id -> place in the queue (1 = runs next) of the waiting ones of ``jobs``: one pass, no reading."""
+    return {job.id: i for i, job in enumerate(queued_in_order(jobs), 1)}
 
 
 class JobStore:
@@ -193,7 +231,32 @@ class JobStore:
         self.photos = Path(photos or DEFAULT_PHOTOS)
         self.limits = limits
         self.reserved = set(reserved)  # shipped style names a user style may not take
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # this process's threads; jobs.lock (see locked) other processes
+        self.lock_depth, self.lock_handle = 0, None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store for a read-modify-write of job files: against this process's other threads
+        and, through an flock on ``jobs.lock``, against other processes (the worker, the command line,
+        a second app). Re-entrant within a thread."""
+        with self.lock:
+            if self.lock_depth == 0:
+                handle = open(self.root / JOBS_LOCK, "a")  # noqa: SIM115 - closed when the outermost use ends
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                self.lock_handle = handle
+            self.lock_depth += 1
+            try:
+                yield
+            finally:
+                self.lock_depth -= 1
+                if self.lock_depth == 0:
+                    self.lock_handle.close()  # drops the flock
+                    self.lock_handle = None
+
+    @property
+    def presets(self) -> list[str]:
+        """The presets offered to users: the trainer's, less those over this store's limits."""
+        return trainable_presets(self.limits)
 
     # -- reading ----------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -214,20 +277,19 @@ class JobStore:
 
     def queued(self) -> list[Job]:
         """Waiting jobs in the order they will run (first in, first out)."""
-        return sorted((j for j in self.jobs() if j.state == "queued"), key=lambda j: (j.queued_at, j.id))
+        return queued_in_order(self.jobs())
 
     def position(self, job: Job) -> int | None:
-        """1 = runs next; None when the job is not waiting."""
-        ids = [j.id for j in self.queued()]
-        return ids.index(job.id) + 1 if job.id in ids else None
+        """1 = runs next; None when the job is not waiting (reads every job: for many, see queue_positions)."""
+        return queue_positions(self.jobs()).get(job.id)
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
         return read_events(self.get(job_id).folder)
 
-    def user_styles(self) -> list[UserStyle]:
-        """The models of every finished job, oldest first."""
+    def user_styles(self, jobs: list[Job] | None = None) -> list[UserStyle]:
+        """The models of every finished job, oldest first (of ``jobs`` when given, else read now)."""
         styles = []
-        for job in self.jobs():
+        for job in self.jobs() if jobs is None else jobs:
             files = {n: job.model_path(n) for n in job.norms if job.model_path(n).is_file()}
             if job.state == "done" and files:
                 styles.append(UserStyle(job.name, job.painting, files, job.id))
@@ -252,7 +314,7 @@ class JobStore:
         problem = check_photos(self.photos) or check_vgg()
         if problem:
             raise JobError(problem)
-        with self.lock:
+        with self.locked():
             if name in self.reserved or name in {j.name for j in self.jobs()}:
                 raise JobError(f"a style named {name!r} already exists; choose another name")
             self.check_queue_room()
@@ -297,7 +359,7 @@ class JobStore:
 
     def cancel(self, job_id: str) -> Job:
         """A waiting job is cancelled at once; a running one is asked to stop (it keeps its checkpoint)."""
-        with self.lock:
+        with self.locked():
             job = self.get(job_id)
             if job.state == "queued":
                 job.state, job.message = "cancelled", "cancelled before it started"
@@ -310,7 +372,7 @@ class JobStore:
 
     def resume(self, job_id: str) -> Job:
         """Queue a cancelled or interrupted job again; it continues from its last checkpoint."""
-        with self.lock:
+        with self.locked():
             job = self.get(job_id)
             if not job.resumable:
                 raise JobError(f"job {job.name!r} is {job.state}; only a cancelled or interrupted job can resume")
@@ -322,7 +384,7 @@ class JobStore:
 
     def delete(self, job_id: str) -> Job:
         """Remove a job and its models (a running job must be cancelled first)."""
-        with self.lock:
+        with self.locked():
             job = self.get(job_id)
             if job.state == "running":
                 raise JobError(f"job {job.name!r} is running; cancel it before deleting it")
@@ -332,7 +394,7 @@ class JobStore:
     # -- used by the runner -----------------------------------------------------------------
     def finish(self, job: Job, state: str, message: str = "") -> None:
         """Record a job's end: its state, and an ``end`` event for whoever follows it."""
-        with self.lock:
+        with self.locked():
             current = Job.load(job.folder)
             current.state, current.message, current.pid = state, message, None
             current.save()
@@ -394,19 +456,13 @@ class Runner:
         self.thread.start()
         return self
 
-    def stop(self, timeout: float = 30) -> None:
-        """Stop the loop; a running worker is told to stop (it checkpoints and marks itself interrupted)."""
-        self.stopping.set()
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout)
-        if self.thread:
-            self.thread.join(timeout)
-        self.tick()
-
     def loop(self) -> None:
         while not self.stopping.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - one bad tick (a folder deleted meanwhile, a failed start) must not stop the queue
+                print("stylenet.jobs: a runner tick failed; the runner goes on", file=sys.stderr, flush=True)
+                traceback.print_exc()
             self.stopping.wait(self.poll)
 
     def holds_lock(self) -> bool:
@@ -423,35 +479,56 @@ class Runner:
         return True
 
     def tick(self) -> None:
-        """Reap a finished worker, mark dead ones interrupted, start the next queued job."""
+        """Reap a finished worker, mark running jobs without a worker interrupted, start the next queued job."""
         if not self.holds_lock():
             return
         changed = False
-        with self.store.lock:
+        with self.store.locked():
+            if self.process and self.process.poll() is not None:
+                self.process = None  # reaped
             for job in self.store.jobs():
-                if job.state == "running" and not process_alive(job.pid):
-                    if self.process and self.process.pid == job.pid:
-                        self.process.wait()
-                    job = Job.load(job.folder)  # the worker may have recorded its end meanwhile
-                    if job.state == "running":
-                        self.store.finish(job, "interrupted", "the worker stopped unexpectedly; resume continues "
-                                                              "from the last checkpoint")
+                if job.state == "running" and not worker_alive(job.folder):
+                    self.store.finish(job, "interrupted", "the worker stopped unexpectedly; resume continues "
+                                                          "from the last checkpoint")
                     changed = True
-            running = [j for j in self.store.jobs() if j.state == "running"]
-            queued = self.store.queued()
-            if not running and queued and not self.stopping.is_set():
-                self.launch(queued[0])
-                changed = True
+            jobs = self.store.jobs()
+            queued = queued_in_order(jobs)
+            if not any(j.state == "running" for j in jobs) and queued and not self.stopping.is_set():
+                changed = self.launch(queued[0]) or changed
         if changed and self.on_change:
             self.on_change()
 
-    def launch(self, job: Job) -> None:
-        env = dict(os.environ, OMP_NUM_THREADS=str(worker_threads()), MKL_NUM_THREADS=str(worker_threads()))
-        with open(job.folder / LOG_FILE, "a") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "stylenet.jobs", "worker", str(job.folder)],
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        job.state, job.pid, job.message = "running", self.process.pid, ""
-        job.save()
+    def launch(self, job: Job) -> bool:
+        """Start a worker on a queued job (the caller holds the store); False when the job's previous
+        worker still holds its lock (it is exiting: the next tick tries again).
+
+        worker.lock is locked here and handed to the worker as an open file, so it is held from before
+        the worker starts until it exits. job.json says "running" before the worker starts, and what the
+        worker records waits for the store lock the caller holds, so neither overwrites the other.
+        """
+        handle = open(job.folder / WORKER_LOCK, "a")  # noqa: SIM115 - closed below; the worker keeps its copy
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            job.state, job.pid, job.message = "running", None, ""
+            job.save()
+            threads = str(worker_threads())
+            env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+            try:
+                with open(job.folder / LOG_FILE, "a") as log:
+                    self.process = subprocess.Popen(
+                        [sys.executable, "-m", "stylenet.jobs", "worker", str(job.folder)], stdout=log,
+                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, pass_fds=(handle.fileno(),))
+            except OSError as exc:
+                self.store.finish(job, "failed", f"could not start the worker: {exc}")
+                return True
+            job.pid = self.process.pid  # for people and tools: whether it lives is the lock's to say
+            job.save()
+            return True
+        finally:
+            handle.close()
 
     def wait(self, job_id: str, timeout: float = 600,
              report: Callable[[dict[str, Any]], None] | None = None) -> Job:
@@ -500,7 +577,11 @@ class StopCheck:
 
 
 def run_worker(folder: Path) -> int:
-    """The worker process: train the job's norms with the library trainer, report events, record the end."""
+    """The worker process: train the job's norms with the library trainer, report events, record the end.
+
+    It holds the job's worker.lock until it exits, with no code of its own for that: the runner locked
+    the file and passed it on open (``pass_fds``), and the lock lasts while any process has it open.
+    """
     try:
         os.nice(WORKER_NICE)
     except OSError:
@@ -626,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     train_cmd.add_argument("painting", type=Path)
     train_cmd.add_argument("--name", default="", help="the style's name (default: the painting's file name)")
     train_cmd.add_argument("--norm", nargs="+", default=["batch", "instance"], choices=NORM_KINDS)
-    train_cmd.add_argument("--preset", default="quick", choices=list(PRESETS))
+    train_cmd.add_argument("--preset", default="quick", choices=trainable_presets(Limits()),
+                           help="the trainer's presets within the job limits")
     for flag in ("--steps", "--image-size", "--width"):
         train_cmd.add_argument(flag, type=int, default=0, help="override the preset's value")
     sub.add_parser("list", help="every job and its state")
@@ -636,6 +718,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "worker":
         return run_worker(args.folder)
+    job = None
     try:
         store = JobStore(args.models_dir, args.train_photos)
         if args.command == "list":
@@ -657,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the worker got the Ctrl-C too: it checkpoints and marks itself interrupted
-        print(f"interrupted: continue with `python -m stylenet.jobs resume {job.id}`", file=sys.stderr)
+        print(f"interrupted: continue with `python -m stylenet.jobs resume {job.id}`" if job else
+              "interrupted before the job was queued", file=sys.stderr)
         return 130
     return 0 if job.state == "done" else 1
 

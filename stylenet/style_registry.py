@@ -45,7 +45,11 @@ class StyleRegistry(Mapping[str, S], Generic[S]):
     def sync(self, found: list[UserStyle]) -> bool:
         """Make the user styles exactly ``found`` (loading only new ones); True when anything changed.
 
-        A model file that fails the loader's checks is left out (and not retried until it changes).
+        A style whose model files fail the loader (a ``CheckpointError`` or other ``ValueError``, an
+        ``OSError``) is left out. It is tried again only when ``found`` differs from the last call's
+        (a job finished or was deleted): styles are compared by name, job id and norms, never by file
+        contents, so a rewritten file alone does not trigger a retry (a finished job's files are not
+        rewritten), and an unchanged broken one costs no load per refresh.
         """
         with self.sync_lock:
             wanted = {s.name: (s.job_id, tuple(sorted(s.files))) for s in found if s.name not in self.shipped}
@@ -60,7 +64,7 @@ class StyleRegistry(Mapping[str, S], Generic[S]):
                     continue
                 try:
                     user[style.name] = self.load(style)
-                except (CheckpointError, OSError):
+                except (CheckpointError, ValueError, OSError):  # CheckpointError is a ValueError: named for the reader
                     continue
             self.user, self.loaded = user, wanted
             self.all = {**self.shipped, **user}

@@ -1,9 +1,13 @@
 """The app's "Train a style" tab: a thin view over the job API (``stylenet.jobs``).
 
 Everything shown comes from the job folders, re-read every few seconds, so a reload or a second
-browser sees the same running job, its curves and previews, and the history. Each browser session
-remembers what it last drew (a ``gr.State``) and skips outputs that have not changed, so an idle
-page costs the server a directory listing per refresh.
+browser sees the same running job, its curves and previews, and the history. Each refresh (every
+``REFRESH_S`` per open page, see ``live_view``) reads every job's job.json once, checks which model
+files the finished jobs have (for the style registry) and reads the shown job's events.jsonl; queue
+positions are worked out from those same reads. Each browser session remembers what it last drew (a
+``gr.State``) and sends only the outputs that changed, so an idle page costs the server those small
+reads, not a redraw. The other tabs' style lists (``style_lists``) read every job.json again every
+``STYLE_LISTS_REFRESH_S``.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .jobs import Job, JobError, JobStore
+from .jobs import Job, JobError, JobStore, queue_positions, read_events
 from .norms import NORM_KINDS, NORMS, norm_label
 from .style_registry import StyleRegistry
 from .train import PRESETS
@@ -55,13 +59,13 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def status_text(store: JobStore, job: Job | None, events: list[dict[str, Any]]) -> str:
-    """One glance: state, step, speed, ETA and the latest losses per norm."""
+def status_text(job: Job | None, events: list[dict[str, Any]], position: int | None = None) -> str:
+    """One glance: state (``position`` in the queue), step, speed, ETA and the latest losses per norm."""
     if job is None:
         return "No job yet: upload a painting, name it and press **Train**."
     head = f"### {job.name} — {job.state}"
     if job.state == "queued":
-        return f"{head}\nposition **{store.position(job)}** in the queue (one job trains at a time)"
+        return f"{head}\nposition **{position}** in the queue (one job trains at a time)"
     steps = [e for e in events if e["event"] == "step"]
     lines = [head]
     if steps:
@@ -91,12 +95,13 @@ def preview_gallery(job: Job, events: list[dict[str, Any]]) -> list[tuple[str, s
             for norm, files in last["images"].items() for file in files]
 
 
-def history(store: JobStore, jobs: list[Job]) -> str:
+def history(jobs: list[Job], positions: dict[str, int]) -> str:
+    """Every job, newest first; ``positions`` from ``queue_positions(jobs)``."""
     if not jobs:
         return ""
     rows = ["| style | norms | steps | state |", "|---|---|---|---|"]
     for job in reversed(jobs):
-        state = job.state + (f" (position {store.position(job)})" if job.state == "queued" else "")
+        state = job.state + (f" (position {positions.get(job.id)})" if job.state == "queued" else "")
         state += " — resumable" if job.resumable else ""
         rows.append(f"| {job.name} | {' + '.join(norm_label(n) for n in job.norms)} | "
                     f"{job.settings['steps']} | {state} |")
@@ -112,6 +117,30 @@ def default_job(jobs: list[Job]) -> Job | None:
     return jobs[-1] if jobs else None
 
 
+def live_view(store: JobStore, registry: StyleRegistry, selected: str | None, last: dict[str, Any]) -> tuple:
+    """One refresh of the live view: (job dropdown, status, loss plot, previews, history, what was drawn),
+    each ``gr.skip()`` where ``last`` (what this session drew) shows it already. Reads every job.json once."""
+    jobs = store.jobs()
+    registry.sync(store.user_styles(jobs))
+    positions = queue_positions(jobs)
+    by_id = {j.id: j for j in jobs}
+    job = by_id.get(selected) or default_job(jobs)
+    events = read_events(job.folder) if job else []
+    now = {"jobs": [(j.id, j.state, positions.get(j.id)) for j in jobs], "job": job and job.id,
+           "events": len(events), "state": job and (job.state, job.message)}
+    new_job, jobs_changed = now["job"] != last.get("job"), now["jobs"] != last.get("jobs")
+    changed = new_job or now["events"] != last.get("events") or now["state"] != last.get("state")
+    # Only an empty or stale selection is replaced: this refresh may have started before the user
+    # picked or submitted a job, and must not switch the view back.
+    chosen = {"value": now["job"]} if now["job"] != selected else {}
+    return (gr.update(choices=job_choices(jobs), **chosen) if jobs_changed or chosen else gr.skip(),
+            status_text(job, events, job and positions.get(job.id)) if changed or jobs_changed else gr.skip(),
+            loss_table(events) if changed else gr.skip(),
+            preview_gallery(job, events) if job and changed else ([] if new_job else gr.skip()),
+            history(jobs, positions) if jobs_changed else gr.skip(),
+            now)
+
+
 def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..., gr.Image],
               compare_photo: gr.Image | None = None) -> None:
     """Build the tab inside the caller's ``gr.Tab``; ``photo_input`` makes a safe image upload."""
@@ -124,7 +153,7 @@ def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..
         with gr.Column(scale=1):
             painting = photo_input("Painting", 200, elem_id="train-painting")
             name = gr.Textbox(label="Style name", placeholder="e.g. my_watercolour", max_length=100)
-            preset = gr.Radio(list(PRESETS), value="quick", label="Preset")
+            preset = gr.Radio(store.presets, value="quick", label="Preset", elem_id="train-preset")
             norms = gr.CheckboxGroup([(norm_label(n), n) for n in NORM_KINDS], value=["batch", "instance"],
                                      label="Norms (trained on identical batches)")
             with gr.Accordion("Training settings", open=False):
@@ -160,7 +189,8 @@ def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..
                                {"steps": n_steps, "image_size": size, "width": net_width}, compare_path)
         except JobError as exc:
             raise gr.Error(str(exc)) from None
-        message = f"Queued **{job.name}**" + (f" (position {store.position(job)})" if store.position(job) else "")
+        position = store.position(job)
+        message = f"Queued **{job.name}**" + (f" (position {position})" if position else "")
         return job.id, message  # the next refresh lists it among the jobs
 
     def act(action: Callable[[str], Job], verb: str) -> Callable[[str | None], str]:
@@ -175,24 +205,7 @@ def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..
 
     def refresh(selected: str | None, last: dict[str, Any]):
         """Everything the live view shows, skipping outputs this session already has."""
-        registry.sync(store.user_styles())
-        jobs = store.jobs()
-        by_id = {j.id: j for j in jobs}
-        job = by_id.get(selected) or default_job(jobs)
-        events = store.events(job.id) if job else []
-        now = {"jobs": [(j.id, j.state, store.position(j)) for j in jobs], "job": job and job.id,
-               "events": len(events), "state": job and (job.state, job.message)}
-        new_job, jobs_changed = now["job"] != last.get("job"), now["jobs"] != last.get("jobs")
-        changed = new_job or now["events"] != last.get("events") or now["state"] != last.get("state")
-        # Only an empty or stale selection is replaced: this refresh may have started before the user
-        # picked or submitted a job, and must not switch the view back.
-        chosen = {"value": now["job"]} if now["job"] != selected else {}
-        return (gr.update(choices=job_choices(jobs), **chosen) if jobs_changed or chosen else gr.skip(),
-                status_text(store, job, events) if changed or jobs_changed else gr.skip(),
-                loss_table(events) if changed else gr.skip(),
-                preview_gallery(job, events) if job and changed else ([] if new_job else gr.skip()),
-                history(store, jobs) if jobs_changed else gr.skip(),
-                now)
+        return live_view(store, registry, selected, last)
 
     live = [job_id, status, curves, previews, jobs_md, seen]
     preset.change(fill, preset, [steps, image_size, width], api_name=False)
@@ -206,8 +219,10 @@ def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..
 
     def jobs() -> list[dict]:
         """Every job with its state, queue position and, once done, its models."""
-        registry.sync(store.user_styles())
-        return [job_summary(store, j) for j in store.jobs()]
+        found = store.jobs()
+        registry.sync(store.user_styles(found))
+        positions = queue_positions(found)
+        return [job_summary(j, positions.get(j.id)) for j in found]
 
     def job_events(job: str) -> list[dict]:
         """The worker's events for one job: steps (losses per norm, images/s, ETA), previews, the end."""
@@ -224,9 +239,9 @@ def job_choices(jobs: list[Job]) -> list[tuple[str, str]]:
     return [(job.summary(), job.id) for job in reversed(jobs)]
 
 
-def job_summary(store: JobStore, job: Job) -> dict[str, Any]:
+def job_summary(job: Job, position: int | None) -> dict[str, Any]:
     return {"id": job.id, "name": job.name, "norms": job.norms, "state": job.state, "message": job.message,
-            "position": store.position(job), "settings": job.settings, "resumable": job.resumable,
+            "position": position, "settings": job.settings, "resumable": job.resumable,
             "models": {n: str(job.model_path(n)) for n in job.norms if job.model_path(n).is_file()}}
 
 

@@ -45,6 +45,7 @@ FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
 
 
 def has_pair(style: Any) -> bool:
+    """The BN-vs-IN views (Why IN?, Video, Webcam) need both of a style's models."""
     return set(PAIR) <= set(style.models)
 
 

@@ -318,12 +318,20 @@ def test_a_restarted_app_lists_finished_models_and_resumable_jobs(tmp_path, pain
     crashed = store.submit(painting, "crashed", ["instance"])
     crashed.state, crashed.pid = "running", spawn_and_reap()  # running when the app went down
     crashed.save()
+    reused = store.submit(painting, "reused", ["instance"])
+    reused.state, reused.pid = "running", os.getpid()  # its worker's pid now another live process's
+    reused.save()
     with running_app(**folders, log=tmp_path / "app.log") as url:
         client = Client(url, verbose=False)
-        jobs = wait_for(lambda: {j["name"]: j for j in client.predict(api_name="/jobs")
-                                 if j["state"] != "running"} or None, timeout=30)
+
+        def none_running():
+            found = {j["name"]: j for j in client.predict(api_name="/jobs")}
+            return found if all(j["state"] != "running" for j in found.values()) else None
+
+        jobs = wait_for(none_running, timeout=30)
         assert jobs["mine"]["state"] == "done" and set(jobs["mine"]["models"]) == {"batch", "instance"}
-        assert jobs["crashed"]["state"] == "interrupted" and jobs["crashed"]["resumable"]
+        for name in ("crashed", "reused"):
+            assert jobs[name]["state"] == "interrupted" and jobs[name]["resumable"], jobs[name]
         _, gallery, note = client.predict(handle_file(str(photo)), "mine", api_name="/compare")
         assert [item["caption"].split(" ")[0] for item in gallery] == ["BN", "IN"] and "2 models" in note
 
@@ -347,6 +355,8 @@ def test_browser_trains_a_style_and_shows_it_live(app_url, painting, tmp_path):
         page.get_by_role("tab", name="Train a style").click()
         page.locator("#train-painting input[type=file]").set_input_files(str(painting))
         page.get_by_label("Style name").fill("browser_tiny")
+        presets = page.locator('#train-preset [data-testid$="-radio-label"]').all_inner_texts()
+        assert [text.strip() for text in presets] == ["quick", "standard"]  # "full" is over the 20,000-step limit
         page.get_by_role("button", name="Training settings").click()
         for label, value in zip(("Steps", "Training crop size", "Network width"), TINY_SETTINGS):
             page.get_by_label(label).fill(str(value))

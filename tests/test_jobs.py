@@ -1,17 +1,24 @@
 """The job API: tiny jobs (64 px, a few steps, width 8) trained by real worker processes."""
+import fcntl
 import os
 import signal
+import threading
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from stylenet import jobs as jobs_module
 from stylenet.checkpoint import CheckpointError, load_model, read_metadata
 from stylenet.jobs import (
     CANCEL_FILE,
+    JOBS_LOCK,
     PREVIEW_SIDE,
     REPO,
+    WORKER_LOCK,
     WORKER_NICE,
+    Job,
     JobError,
     JobStore,
     Limits,
@@ -181,17 +188,20 @@ def test_style_registry_follows_the_finished_models():
         loads.append(style.name)
         if style.name == "broken":
             raise CheckpointError("broken: not a stylenet checkpoint")
+        if style.name == "odd":
+            raise ValueError("odd: header too large")
         return f"style:{style.name}"
 
     registry = StyleRegistry({"starry_night": "shipped"}, load)
     mine = UserStyle("mine", REPO / "mine.png", {"batch": REPO / "b", "instance": REPO / "i"}, "job1")
     clash = UserStyle("starry_night", REPO / "s.png", {"instance": REPO / "i"}, "job2")
     broken = UserStyle("broken", REPO / "x.png", {"instance": REPO / "x"}, "job3")
-    assert registry.sync([mine, clash, broken]) and registry.version == 1
+    odd = UserStyle("odd", REPO / "o.png", {"instance": REPO / "o"}, "job4")  # the loader raises a plain ValueError
+    assert registry.sync([mine, clash, broken, odd]) and registry.version == 1
     assert dict(registry) == {"starry_night": "shipped", "mine": "style:mine"}
     assert registry.choices() == [("starry_night", "starry_night"), ("mine (user-trained)", "mine")]
     assert registry.choices(lambda style: style == "shipped") == [("starry_night", "starry_night")]
-    assert not registry.sync([mine, clash, broken]) and loads == ["mine", "broken"]  # loaded once
+    assert not registry.sync([mine, clash, broken, odd]) and loads == ["mine", "broken", "odd"]  # loaded once
     assert registry.sync([]) and "mine" not in registry and registry.version == 2
 
 
@@ -203,3 +213,136 @@ def test_command_line_lists_and_refuses(tmp_path, store, painting, photo_dir, ca
     assert main([*folders, "train", str(tmp_path / "missing.png")]) == 2
     assert capsys.readouterr().err == "error: missing.png: no such file\n"
     assert main([*folders, "cancel", job.id]) == 0 and store.get(job.id).state == "cancelled"
+
+
+def test_command_line_ctrl_c_before_the_job_is_queued_is_one_line(store, painting, photo_dir, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # e.g. while submit scans a large photo folder
+
+    monkeypatch.setattr(JobStore, "submit", interrupted)
+    assert main(["--models-dir", str(store.root), "--train-photos", str(photo_dir), "train", str(painting)]) == 130
+    assert capsys.readouterr().err == "interrupted before the job was queued\n"
+
+
+def test_only_presets_within_the_limits_are_offered(tmp_path, store, painting, photo_dir, capsys):
+    assert store.presets == ["quick", "standard"]  # "full" is 40,000 steps, over the 20,000 limit
+    assert JobStore(tmp_path / "big", photo_dir, Limits(steps=40_000)).presets == ["quick", "standard", "full"]
+    assert JobStore(tmp_path / "narrow", photo_dir, Limits(width=16)).presets == ["quick"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--models-dir", str(store.root), "--train-photos", str(photo_dir), "train", str(painting),
+              "--preset", "full"])
+    assert exit_.value.code == 2 and "invalid choice: 'full'" in capsys.readouterr().err
+    with pytest.raises(JobError, match=r"steps must be 1 to 20000 \(got 40000\)"):  # asked for by name anyway
+        store.submit(painting, "full", ["instance"], "full")
+
+
+def test_worker_threads_follow_the_cpu_affinity(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert worker_threads() == 2  # 3 usable cores, not the machine's 64
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5}, raising=False)
+    assert worker_threads() == 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    assert worker_threads() == 63
+
+
+def mark_running(store, job, pid):
+    job = store.get(job.id)
+    job.state, job.pid = "running", pid
+    job.save()
+
+
+def test_a_running_job_is_alive_only_while_its_worker_lock_is_held(store, painting, monkeypatch):
+    job = store.submit(painting, "stale", ["instance"], "quick", TINY)
+    mark_running(store, job, os.getpid())  # a live pid (this very process), as a restart may leave
+    runner = Runner(store)
+    runner.stopping.set()  # no job is started here
+    with open(job.folder / WORKER_LOCK, "a") as held:  # a worker started by another app
+        fcntl.flock(held, fcntl.LOCK_EX)
+        runner.tick()
+        assert store.get(job.id).state == "running"
+    runner.tick()  # the worker has exited
+    stale = store.get(job.id)
+    assert (stale.state, stale.resumable, stale.pid) == ("interrupted", True, None)
+    assert "stopped unexpectedly" in stale.message
+    mark_running(store, job, os.getpid())  # the same without the lock file at all
+    (job.folder / WORKER_LOCK).unlink()
+    runner.tick()
+    assert store.get(job.id).state == "interrupted"
+
+
+def test_launch_says_running_before_the_worker_starts_and_never_doubles_a_worker(store, painting, monkeypatch):
+    job = store.submit(painting, "nostart", ["instance"], "quick", TINY)
+    seen = []
+
+    def no_worker(*args, **kwargs):
+        seen.append(Job.load(job.folder).state)
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(jobs_module.subprocess, "Popen", no_worker)
+    runner = Runner(store)
+    with open(job.folder / WORKER_LOCK, "a") as held:  # its previous worker is still exiting
+        fcntl.flock(held, fcntl.LOCK_EX)
+        runner.tick()
+        assert seen == [] and store.get(job.id).state == "queued"
+    runner.tick()
+    failed = store.get(job.id)
+    assert seen == ["running"]  # recorded before the worker could record anything
+    assert (failed.state, failed.message) == ("failed", "could not start the worker: [Errno 24] Too many open files")
+    assert store.events(job.id)[-1]["state"] == "failed"
+
+
+def test_a_failing_tick_does_not_stop_the_runner(store, capfd):
+    runner, calls = Runner(store, poll=0.01), []
+
+    def tick():
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise FileNotFoundError("a job folder deleted by another process")
+        runner.stopping.set()
+
+    runner.tick = tick
+    runner.start().thread.join(30)
+    assert calls == [0, 1] and not runner.thread.is_alive()
+    err = capfd.readouterr().err
+    assert "Traceback" in err and "a job folder deleted by another process" in err
+
+
+def test_job_files_are_changed_under_a_lock_other_processes_respect(store, painting):
+    job = store.submit(painting, "locked", ["instance"], "quick", TINY)
+    done = threading.Event()
+    with open(store.root / JOBS_LOCK, "a") as other:  # what another process holding the store looks like
+        fcntl.flock(other, fcntl.LOCK_EX)
+        threading.Thread(target=lambda: (store.cancel(job.id), done.set()), daemon=True).start()
+        time.sleep(0.5)
+        assert not done.is_set() and store.get(job.id).state == "queued"
+    assert done.wait(10) and store.get(job.id).state == "cancelled"
+    with (store.locked(), store.locked(), open(store.root / JOBS_LOCK, "a") as probe,  # re-entrant, held against others
+          pytest.raises(BlockingIOError)):
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_refresh_of_the_train_tab_reads_each_job_once(tmp_path, painting, photo_dir, monkeypatch):
+    from stylenet import ui_train
+
+    store = JobStore(tmp_path / "models", photo_dir, Limits(queue=6))
+    made = [store.submit(painting, f"j{i}", ["instance"], "quick", TINY) for i in range(6)]
+    reads = []
+    load = Job.load.__func__
+    monkeypatch.setattr(Job, "load", classmethod(lambda cls, folder: reads.append(folder) or load(cls, folder)))
+    registry = StyleRegistry({}, lambda style: style.name)
+    _, status, _, _, history, drawn = ui_train.live_view(store, registry, None, {})
+    assert len(reads) == len(made)  # was: every job again for the registry, and for each job's queue position
+    assert "position **1** in the queue" in status and "(position 6)" in history
+    assert drawn["jobs"] == [(j.id, "queued", i) for i, j in enumerate(made, 1)]
+
+
+def test_latency_script_stops_on_a_failed_job_and_on_its_deadline():
+    from stylenet.scripts.train_latency import wait_for_training
+
+    scan, step = {"event": "scan", "done": 1, "total": 9}, {"event": "step", "step": 1}
+    failed = {"event": "end", "state": "failed", "message": "training photos: none readable"}
+    assert wait_for_training(lambda: [scan, step], timeout=5, every=0) is None
+    assert wait_for_training(lambda: [scan, failed], timeout=5, every=0) == \
+        "the job ended failed before training: training photos: none readable"
+    assert wait_for_training(lambda: [scan], timeout=0.05, every=0.01) == "the job reached no training step in 0.05 s"
