@@ -1,7 +1,7 @@
 """Stylize one photo by optimization (Gatys et al.): python scripts/optimize.py PHOTO --style PAINTING --iters 200
 
 L-BFGS on the pixels with the library's own loss, starting from the photo. Far slower than a trained
-model (one VGG19 forward and backward per iteration: about 1 s for a 256x384 photo on a 2-core CPU)
+model (one VGG19 forward and backward per iteration: about 1.3 CPU-seconds for a 256x256 photo)
 but the best that loss can do, so it is the reference the models are measured against
 (scripts/compare.py). Exit code 0 on success, 2 for bad input (one line, no traceback).
 """
