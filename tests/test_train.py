@@ -287,7 +287,7 @@ def test_presets_resolve_to_the_documented_values():
     assert (standard.image_size, standard.batch_size, standard.steps, standard.width) == (256, 4, 2000, 32)
     quick = recipe("--preset", "quick")
     assert {k: getattr(quick, k) for k in PRESETS["quick"]} == PRESETS["quick"]
-    assert (quick.image_size, quick.steps, quick.style_warmup) == (128, 600, 150)
+    assert (quick.image_size, quick.steps, quick.style_warmup) == (128, 1000, 150)
     mixed = recipe("--preset", "full", "--steps", "10", "--style-weight", "2")
     default_tv = Recipe(style="", content="").tv_weight
     assert (mixed.steps, mixed.image_size, mixed.style_weight, mixed.tv_weight) == (10, 256, 2.0, default_tv)

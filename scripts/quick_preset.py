@@ -1,0 +1,74 @@
+"""What `--preset quick` buys: python scripts/quick_preset.py --style PAINTING --content PHOTOS/
+
+Trains the quick preset for BN and IN together (as the app's "Train a style" tab does by default),
+times the whole run from the first photo read to the last checkpoint, and draws held-out photos
+through both models: docs/figures/quick_preset.png, with the recipe, the machine and the wall time
+in docs/figures/quick_preset.md. The models go to --out (default runs/quick_preset/).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from stylenet.data import load_rgb
+from stylenet.norms import norm_label
+from stylenet.runtime import native_bf16
+from stylenet.stylize import Stylizer
+from stylenet.train import PRESETS, Recipe, output_paths, train
+
+ROOT = Path(__file__).resolve().parent.parent
+NORMS = ["batch", "instance"]
+
+
+def figure(painting: Path, photos: list[Path], models: dict[str, Path], out: Path, side: int = 256) -> None:
+    """Rows: photos; columns: photo, painting, then each norm's model."""
+    cols = ["photo", "painting"] + [norm_label(n) for n in models]
+    canvas = Image.new("RGB", (side * len(cols), side * len(photos) + 28), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(cols):
+        draw.text((c * side + (side - draw.textlength(name)) // 2, 8), name, fill="black")
+    stylizers = [Stylizer.load(path, device="cpu") for path in models.values()]
+    for r, photo in enumerate(photos):
+        img = load_rgb(photo)
+        for c, tile in enumerate([img, load_rgb(painting)] + [stylize(img) for stylize in stylizers]):
+            tile.thumbnail((side - 4, side - 4))
+            canvas.paste(tile, (c * side + (side - tile.width) // 2, 28 + r * side + (side - tile.height) // 2))
+    canvas.save(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--style", type=Path, required=True)
+    p.add_argument("--content", type=Path, required=True, help="the training photos")
+    p.add_argument("--photos", type=Path, nargs="+",
+                   default=[ROOT / "examples" / n for n in ("skimage_chelsea.jpg", "lomiri_sunset_by_Aitzol_Berasategi.jpg")],
+                   help="held-out photos for the figure")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "quick_preset")
+    p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    args = p.parse_args()
+    recipe = Recipe(style=str(args.style), content=str(args.content), **PRESETS["quick"])
+    started = time.perf_counter()
+    metas = train(recipe, NORMS, args.out)
+    minutes = (time.perf_counter() - started) / 60
+    models = output_paths(args.out, recipe.style_name, NORMS, ".safetensors")
+    figure(args.style, args.photos, models, args.figures / "quick_preset.png")
+    losses = "; ".join(f"{norm_label(n)} style {m['final_losses']['style']:.3f}, content {m['final_losses']['content']:.3f}"
+                       for n, m in metas.items())
+    device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    text = (f"`--preset quick` ({', '.join(f'{k}={v:g}' for k, v in PRESETS['quick'].items())}), BN and IN on the "
+            f"same batches, painting {args.style.name}, {metas['instance']['training_set']['photos']} training photos: "
+            f"**{minutes:.1f} minutes** wall clock for both models on the CPU ({device}; bf16 "
+            f"{'on' if native_bf16(torch.device('cpu')) else 'off'}). Last logged training losses (weighted): {losses}. "
+            f"`python scripts/quick_preset.py --style {args.style.name} --content TRAIN_PHOTOS`\n")
+    (args.figures / "quick_preset.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
