@@ -11,7 +11,7 @@ Writes to docs/figures/:
                        with each style's training loss; the iteration at which it reaches each model's loss
 The photos (examples/, never used for training) are stylized at their own size (short side 256).
 L-BFGS costs ~1.3 CPU-seconds per iteration for a 256x256 photo, so the reference runs on a few
---reference-photos (default: one 256x256 photo, 200 iterations per style, 10-15 min on a 2-core CPU);
+--reference-photos (default: one 256x256 photo, 200 iterations per style, about 7 min on the 2-core EPYC);
 --reference-only writes only the reference, --reference-iters 0 skips it.
 """
 from __future__ import annotations
@@ -233,7 +233,7 @@ def read_log(path: Path, recipe: dict, init: dict | None = None) -> dict[str, li
             weight = style_weight(first, step - 1) if step <= before else style_weight(run, step - before - 1)
             steps.append(step)
             style.append(float(row["style"]) / weight)
-            content.append(float(row["content"]) / recipe["content_weight"])
+            content.append(float(row["content"]) / (first if step <= before else run).content_weight)
     return {"step": steps, "style": style, "content": content}
 
 

@@ -54,7 +54,7 @@ def main() -> None:
     args = p.parse_args()
     recipe = Recipe(style=str(args.style), content=str(args.content), **PRESETS["quick"])
     started = time.perf_counter()
-    metas = train(recipe, NORMS, args.out)
+    metas = train(recipe, NORMS, args.out, device="cpu")
     minutes = (time.perf_counter() - started) / 60
     models = output_paths(args.out, recipe.style_name, NORMS, ".safetensors")
     figure(args.style, args.photos, models, args.figures / "quick_preset.png")
@@ -63,7 +63,7 @@ def main() -> None:
     device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
     text = (f"`--preset quick` ({', '.join(f'{k}={v:g}' for k, v in PRESETS['quick'].items())}), BN and IN on the "
             f"same batches, painting {args.style.name}, {metas['instance']['training_set']['photos']} training photos: "
-            f"**{minutes:.1f} minutes** wall clock for both models on the CPU ({device}; bf16 "
+            f"**{minutes:.1f} minutes** wall clock for both models, in one process on the CPU ({device}; bf16 "
             f"{'on' if native_bf16(torch.device('cpu')) else 'off'}). Last logged training losses (weighted): {losses}. "
             f"`python scripts/quick_preset.py --style {args.style.name} --content TRAIN_PHOTOS`\n")
     (args.figures / "quick_preset.md").write_text(text)

@@ -89,6 +89,8 @@ def promote(continued: Path, weights: Path) -> None:
             raise SystemExit(f"{model.name} is not a finished continuation; nothing promoted")
         if meta["init"]["sha256"] != sha256_file(weights / model.name):
             raise SystemExit(f"{model.name} did not start from {weights / model.name}; nothing promoted")
+        if not (weights / f"{model.stem}.csv").is_file() or not model.with_suffix(".csv").is_file():
+            raise SystemExit(f"{model.stem}.csv is missing here or there; nothing promoted")
     for model, meta in metas.items():
         shipped, log = weights / model.name, weights / f"{model.stem}.csv"
         if "recipe" not in meta["init"]:  # continuations from before the trainer recorded it

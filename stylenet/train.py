@@ -93,8 +93,8 @@ class Recipe:
 
 # What --preset sets (explicit flags override it): crop size, batch, steps and width, for a known
 # budget on a 2-core CPU (README, "Presets"). quick: BN + IN in about 15 minutes on the 2-core EPYC
-# (600 steps measured 8.2 min, scripts/quick_preset.py), a width-16 network with the loss weights of
-# the shipped CPU recipe; full: Johnson et al.'s schedule.
+# (1,000 steps measured 13.6 min with 2 threads, docs/figures/quick_preset.md), a width-16 network with
+# the loss weights, style size and style warm-up of the shipped CPU recipe; full: Johnson et al.'s schedule.
 PRESETS: dict[str, dict[str, float]] = {
     "quick": {"image_size": 128, "batch_size": 4, "steps": 1000, "width": 16,
               "style_weight": 3.0, "tv_weight": 10.0, "style_size": 256, "style_warmup": 150},
@@ -380,7 +380,9 @@ def warm_start(run: NormRun, path: Path) -> None:
     """Load ``path``'s weights into the run's model (its Adam stays fresh) and record where they came from."""
     model, meta = load_model(path)
     run.model.load_state_dict(model.state_dict())
-    run.init = {"file": path.name, "sha256": sha256_file(path), "style": meta["style"], "steps": meta.get("steps"),
+    # steps: all the training behind the start (its own and its warm start's), where its log ends
+    run.init = {"file": path.name, "sha256": sha256_file(path), "style": meta["style"],
+                "steps": int(meta.get("steps") or 0) + int((meta.get("init") or {}).get("steps") or 0),
                 "recipe": meta.get("recipe")}
 
 
@@ -485,10 +487,15 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
     for run in runs:
         if run.norm in starts:
             warm_start(run, starts[run.norm])
+    if any(Path(path).resolve() == run.out.resolve() for path in init for run in runs):
+        raise ValueError("--init and --out name the same file: write the continued model elsewhere")
     if not resume:
         taken = [path.name for run in runs for path in (run.out, run.state) if path.is_file()]
         if taken:
             raise ValueError(f"{taken[0]} exists: pass --resume to continue its run, or choose another --out")
+    elif lost := [run.out.name for run in runs if run.out.is_file() and not run.state.is_file()]:
+        raise ValueError(f"{lost[0]} exists but its training state does not, so there is nothing to resume; "
+                         "choose another --out")
     saved = saved_progress(runs, recipe) if resume else {}
     start = next(iter(saved.values()))["step"] if saved else 0
     losses = {norm: meta["final_losses"] for norm, meta in saved.items()}

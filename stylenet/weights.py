@@ -29,7 +29,8 @@ def resolve(ref: str | Path, weights_dir: Path = WEIGHTS_DIR) -> Path:
 
 
 def total_steps(meta: dict[str, Any]) -> int:
-    """Steps of training behind a model: its own, plus those of the checkpoint it warm-started from."""
+    """Steps of training behind a model: its own, plus all those behind the checkpoint it warm-started
+    from (which the trainer records as that checkpoint's total)."""
     return int(meta.get("steps") or 0) + int((meta.get("init") or {}).get("steps") or 0)
 
 

@@ -171,6 +171,11 @@ def test_a_fresh_run_refuses_to_overwrite_an_earlier_one(tmp_path, photo_dir, pa
     log = out.with_suffix(".csv").read_bytes()
     with pytest.raises(ValueError, match=r"^m.safetensors exists: pass --resume to continue its run"):
         train(recipe, ["instance"], out, device="cpu")
+    with pytest.raises(ValueError, match=r"^--init and --out name the same file"):
+        train(recipe, ["instance"], out, init=[out], device="cpu", resume=True)
+    state_path(out).unlink()  # a shipped model: no training state beside it
+    with pytest.raises(ValueError, match=r"^m.safetensors exists but its training state does not"):
+        train(recipe, ["instance"], out, device="cpu", resume=True)
     assert out.with_suffix(".csv").read_bytes() == log
 
 

@@ -80,8 +80,10 @@ def test_a_stacked_log_is_unweighted_with_each_part_s_own_recipe(tmp_path):
 
     log = tmp_path / "log.csv"
     write_log(log, range(1, 5), style=0.6)  # steps 1-2 from the warm start (style weight 3 ramped over 2 steps)
-    base = {"style": "s.png", "content": "train", "style_weight": 3.0, "content_weight": 1.0}
-    init = {"steps": 2, "recipe": base | {"style_warmup": 2}}
-    curves = read_log(log, base | {"style_warmup": 0}, init)
+    base = {"style": "s.png", "content": "train"}
+    init = {"steps": 2, "recipe": base | {"style_weight": 3.0, "content_weight": 1.0, "style_warmup": 2}}
+    continued = base | {"style_weight": 6.0, "content_weight": 2.0, "style_warmup": 4}  # ramped again, 1.5 a step
+    curves = read_log(log, continued, init)
     assert curves["step"] == [1, 2, 3, 4]
-    assert curves["style"] == pytest.approx([0.6 / 1.5, 0.6 / 3.0, 0.6 / 3.0, 0.6 / 3.0])
+    assert curves["style"] == pytest.approx([0.6 / 1.5, 0.6 / 3.0, 0.6 / 1.5, 0.6 / 3.0])
+    assert curves["content"] == pytest.approx([1.0, 1.0, 0.5, 0.5])
