@@ -234,8 +234,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None) -> gr.Blocks:
             gr.Plot(explain.norm_axes_figure(), label="Which axes each norm averages over")
             with gr.Row():
                 xphoto = photo_input("Photo for the experiments", 220)
-                xstyle = gr.Dropdown([n for n in names if ui_video.has_pair(styles[n])], value=names[0], label="Style",
-                                     allow_custom_value=True)
+                xstyle = ui_video.style_dropdown(styles, names)
             xrun = gr.Button("Run the experiments", variant="primary")
             gr.Markdown("### (a) BN: train mode vs eval mode")
             a_img, a_txt = gr.Gallery(columns=2, height=220), gr.Markdown()

@@ -112,6 +112,9 @@ def bench_train(norms: list[str], setups: list[str], repeats: int, candidates: b
     device = torch.device("cpu")
     painting = Path(__file__).resolve().parent.parent / "weights" / "styles" / "starry_night.jpg"
     variants = train_variants(candidates, compile_)
+    # one VGG per memory layout (``to`` changes a module in place), and the painting's Grams once
+    vggs = {fmt: VGGFeatures.oxford().to(memory_format=fmt) for fmt in {m.memory_format for m in variants.values()}}
+    grams = style_targets(next(iter(vggs.values())), str(painting), Recipe(style="", content="").style_size, device)
     print(f"training steps, {torch.get_num_threads()} threads; stylenet = {variants['stylenet']}")
     print(f"{'norm':>8} {'crop x batch':>12} " + " ".join(f"{name:>28}" for name in variants))
     for norm in norms:
@@ -121,8 +124,7 @@ def bench_train(norms: list[str], setups: list[str], repeats: int, candidates: b
             x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
             steps, flops, times = {}, {}, {name: [] for name in variants}
             for name, mode in variants.items():
-                vgg = VGGFeatures.oxford().to(memory_format=mode.memory_format)
-                grams = style_targets(vgg, recipe.style, recipe.style_size, device)
+                vgg = vggs[mode.memory_format]
                 eager = replace(mode, compile=False)  # same FLOPs; the counter sees eager ops only
                 with FlopCounterMode(display=False) as counter:
                     counted = [new_run(norm, recipe, eager, device, *NO_FILES)]

@@ -200,19 +200,27 @@ def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192, ref
     cols = ["photo", "painting"] + [norm_label(n) for n in norms] + ([reference.label] if reference else [])
     optimized = {(style, photo.name): to_pil(run.image) for style, runs in (reference.runs if reference else {}).items()
                  for photo, run in zip(reference.photos, runs)}
-    canvas = Image.new("RGB", (side * len(cols), side * len(rows) + 28), "white")
-    from PIL import ImageDraw
-    draw = ImageDraw.Draw(canvas)
-    for c, name in enumerate(cols):
-        draw.text((c * side + (side - draw.textlength(name)) // 2, 8), name, fill="black")
     stylizers = {(s, n): Stylizer.load(WEIGHTS_DIR / e["file"], device="cpu") for s, d in by_style.items()
                  for n, e in d.items()}
-    for r, (style, photo) in enumerate(rows):
+    tiles = []
+    for style, photo in rows:
         img = load_rgb(photo)
         painting = load_rgb(WEIGHTS_DIR / next(iter(by_style[style].values()))["painting"])
-        tiles = [img, painting] + [stylizers[(style, n)](img) if (style, n) in stylizers else None for n in norms]
-        tiles += [optimized.get((style, photo.name))] if reference else []
-        for c, tile in enumerate(tiles):
+        row = [img, painting] + [stylizers[(style, n)](img) if (style, n) in stylizers else None for n in norms]
+        tiles.append(row + ([optimized.get((style, photo.name))] if reference else []))
+    contact_sheet(cols, tiles, out, side)
+
+
+def contact_sheet(header: list[str], rows: list[list[Image.Image | None]], out: Path, side: int) -> None:
+    """A labelled grid of pictures, each fitted into a ``side`` x ``side`` cell (None leaves it blank)."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGB", (side * len(header), side * len(rows) + 28), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(header):
+        draw.text((c * side + (side - draw.textlength(name)) // 2, 8), name, fill="black")
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
             if tile is not None:
                 tile = tile.copy()
                 tile.thumbnail((side - 4, side - 4))

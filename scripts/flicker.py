@@ -32,6 +32,7 @@ from stylenet.flicker import (
     synthetic_clip,
 )
 from stylenet.losses import style_loss
+from stylenet.norms import NORM_KINDS, norm_label
 from stylenet.runtime import pick_dtype
 from stylenet.stylize import Stylizer
 from stylenet.temporal import STABILIZERS, stabilized
@@ -42,7 +43,6 @@ from stylenet.weights import WEIGHTS_DIR, load_manifest
 ROOT = Path(__file__).resolve().parent.parent
 STYLE = "starry_night"
 MOTIONS = ("pan", "zoom")
-NORM_LABELS = {"batch": "BN", "instance": "IN", "layer": "LN", "group": "GN"}
 INPUT = "input clip"
 
 
@@ -50,9 +50,9 @@ def variants() -> dict[str, tuple[Stylizer, float | None]]:
     """Label -> (stylizer, momentum of the stability option or None)."""
     entries = {e["norm"]: e for e in load_manifest() if e["style"] == STYLE and not e.get("experiment")}
     out: dict[str, tuple[Stylizer, float | None]] = {}
-    for norm, label in NORM_LABELS.items():
+    for norm in NORM_KINDS:
         if norm in entries:
-            out[label] = (Stylizer.load(WEIGHTS_DIR / entries[norm]["file"], device="cpu"), None)
+            out[norm_label(norm)] = (Stylizer.load(WEIGHTS_DIR / entries[norm]["file"], device="cpu"), None)
     for name, momentum in STABILIZERS.items():
         out[f"IN + {name} ({momentum:g})"] = (out["IN"][0], momentum)
     return out

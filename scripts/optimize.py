@@ -51,13 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         photo, _alpha = open_image(photo_path)
-        open_image(style_path)  # decoded again by style_targets; opened here for a one-line error
         device = pick_device(args.device)
         vgg = VGGFeatures.oxford().to(device)
+        grams = style_targets(vgg, str(style_path), args.style_size, device)  # a bad painting: ImageError
     except (ImageError, ValueError, VGGWeightsMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    grams = style_targets(vgg, str(style_path), args.style_size, device)
     weights = LossWeights(args.content_weight, args.style_weight, args.tv_weight)
     x = to_tensor(limit_size(photo, args.max_size)).unsqueeze(0).to(device)
     result = optimize(x, grams, vgg, weights, args.iters, progress=not args.no_progress)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from stylenet.scripts.compare import contact_sheet
 
 from stylenet.data import load_rgb
 from stylenet.norms import norm_label
@@ -28,18 +28,9 @@ NORMS = ["batch", "instance"]
 
 def figure(painting: Path, photos: list[Path], models: dict[str, Path], out: Path, side: int = 256) -> None:
     """Rows: photos; columns: photo, painting, then each norm's model."""
-    cols = ["photo", "painting"] + [norm_label(n) for n in models]
-    canvas = Image.new("RGB", (side * len(cols), side * len(photos) + 28), "white")
-    draw = ImageDraw.Draw(canvas)
-    for c, name in enumerate(cols):
-        draw.text((c * side + (side - draw.textlength(name)) // 2, 8), name, fill="black")
     stylizers = [Stylizer.load(path, device="cpu") for path in models.values()]
-    for r, photo in enumerate(photos):
-        img = load_rgb(photo)
-        for c, tile in enumerate([img, load_rgb(painting)] + [stylize(img) for stylize in stylizers]):
-            tile.thumbnail((side - 4, side - 4))
-            canvas.paste(tile, (c * side + (side - tile.width) // 2, 28 + r * side + (side - tile.height) // 2))
-    canvas.save(out)
+    rows = [[img, load_rgb(painting)] + [stylize(img) for stylize in stylizers] for img in map(load_rgb, photos)]
+    contact_sheet(["photo", "painting"] + [norm_label(n) for n in models], rows, out, side)
 
 
 def main() -> None:

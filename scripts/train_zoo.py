@@ -23,8 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from stylenet.checkpoint import load_model, read_metadata, save_model
-from stylenet.train import sha256_file
-from stylenet.weights import build_manifest
+from stylenet.weights import build_manifest, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 # The CPU recipe: sized so eight models train in about two hours on two cores (see README).

@@ -147,7 +147,7 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Transfor
     prefix = "model." if meta.get("kind") == "train_state" else ""
     rename = migrate_v1_keys if meta["version"] == 1 else dict
     with safe_open(str(path), "pt") as f:
-        shapes = {k[len(prefix):]: torch.Size(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith(prefix)}
+        shapes = {k[len(prefix):]: torch.Size(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118 - a safe_open handle, not a dict
     check_tensors(path, meta, rename(shapes))
     tensors = load_file(str(path))
     state = rename({k[len(prefix):]: v.float() if v.is_floating_point() else v

@@ -467,8 +467,6 @@ class Runner:
 
     def holds_lock(self) -> bool:
         if self.lock_file is None:
-            import fcntl
-
             handle = open(self.store.root / "runner.lock", "a")  # noqa: SIM115 - held open: the lock is the handle
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -485,7 +483,8 @@ class Runner:
         changed = False
         with self.store.locked():
             if self.process and self.process.poll() is not None:
-                self.process = None  # reaped
+                self.process = None  # reaped: its job has ended, so the user styles may have changed
+                changed = True
             for job in self.store.jobs():
                 if job.state == "running" and not worker_alive(job.folder):
                     self.store.finish(job, "interrupted", "the worker stopped unexpectedly; resume continues "

@@ -39,9 +39,6 @@ class StyleRegistry(Mapping[str, S], Generic[S]):
     def __len__(self) -> int:
         return len(self.all)
 
-    def is_user(self, name: str) -> bool:
-        return name in self.user
-
     def sync(self, found: list[UserStyle]) -> bool:
         """Make the user styles exactly ``found`` (loading only new ones); True when anything changed.
 

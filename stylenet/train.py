@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import math
 import os
 import signal
@@ -41,6 +40,7 @@ from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .runtime import native_bf16, pick_device, to_tensor
 from .transformer import TransformerNet
 from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
+from .weights import sha256_file, total_steps
 
 # Recipe fields that must match for --resume to continue the same run.
 RESUME_MUST_MATCH = ("width", "image_size", "batch_size", "lr", "content_weight", "style_weight", "tv_weight",
@@ -223,10 +223,6 @@ class Pace:
         return self.last - self.started
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def state_path(out: Path) -> Path:
     """The training-state file kept beside the model file (``x.safetensors`` -> ``x.train.safetensors``)."""
     return Path(out).with_suffix(".train.safetensors")
@@ -382,7 +378,7 @@ def warm_start(run: NormRun, path: Path) -> None:
     run.model.load_state_dict(model.state_dict())
     # steps: all the training behind the start (its own and its warm start's), where its log ends
     run.init = {"file": path.name, "sha256": sha256_file(path), "style": meta["style"],
-                "steps": int(meta.get("steps") or 0) + int((meta.get("init") or {}).get("steps") or 0),
+                "steps": total_steps(meta),
                 "recipe": meta.get("recipe")}
 
 

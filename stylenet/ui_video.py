@@ -30,6 +30,7 @@ from PIL import Image
 from .explain import diff_image
 from .flicker import flicker, stylize_clip, synthetic_clip, warp
 from .images import limit_size
+from .norms import norm_label
 from .runtime import to_pil
 from .stylize import Stylizer
 from .temporal import STABILIZERS, stabilized
@@ -112,7 +113,7 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
     for norm, stylizer in models.items():
         if smooth and norm == "instance":
             stylizer = stabilized(stylizer, STABILIZERS["ema"])
-        label = "BN" if norm == "batch" else "IN"
+        label = norm_label(norm)
 
         def tick(n: int, label: str = label) -> None:
             done[0] += n

@@ -2,6 +2,7 @@
 like torchvision's weight enums, so callers can say ``starry_night/instance`` instead of a path."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ def resolve(ref: str | Path, weights_dir: Path = WEIGHTS_DIR) -> Path:
     raise ValueError(f"{ref}: neither a checkpoint file nor a shipped model ({names})")
 
 
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file: how the manifest, a recipe's painting and a warm start are identified."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def total_steps(meta: dict[str, Any]) -> int:
     """Steps of training behind a model: its own, plus all those behind the checkpoint it warm-started
     from (which the trainer records as that checkpoint's total)."""
@@ -41,7 +47,6 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
     on contrast-normalized photos are marked as experiments (the app does not offer them).
     """
     import csv
-    import hashlib
 
     from .checkpoint import read_metadata
 
@@ -66,7 +71,7 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
                  "steps": meta.get("steps"), "total_steps": total_steps(meta), "recipe": recipe,
                  "final_losses": meta.get("final_losses"),
                  "training_set": meta.get("training_set"), "init": meta.get("init"),
-                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+                 "sha256": sha256_file(path), "bytes": path.stat().st_size}
         if (weights_dir / "styles" / f"{meta['style']}.jpg").is_file():
             entry["painting"] = f"styles/{meta['style']}.jpg"
         if path.with_suffix(".csv").is_file():

@@ -6,7 +6,7 @@ import pytest
 
 from stylenet.checkpoint import read_metadata, save_model
 from stylenet.transformer import TransformerNet
-from stylenet.weights import WEIGHTS_DIR, build_manifest, resolve
+from stylenet.weights import WEIGHTS_DIR, build_manifest, resolve, sha256_file
 
 
 def save(path: Path, recipe: dict) -> None:
@@ -48,7 +48,6 @@ def write_log(path: Path, steps: range, style: float) -> None:
 
 def test_promoting_a_continuation_stacks_its_log_and_counts_all_steps(tmp_path):
     from stylenet.scripts.train_zoo import promote
-    from stylenet.train import sha256_file
 
     weights, continued = tmp_path / "weights", tmp_path / "continued"
     weights.mkdir(), continued.mkdir()
