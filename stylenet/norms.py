@@ -21,9 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 DEFAULT_MAX_GROUPS = 8
+# The layers that normalize each image with its own statistics (IN; LN and GN are GroupNorms): the
+# ones tiling, video smoothing and the compiled training norm stand in for.
+PER_IMAGE_NORMS: tuple[type[nn.Module], ...] = (nn.InstanceNorm2d, nn.GroupNorm)
 
 
 def default_groups(channels: int, max_groups: int = DEFAULT_MAX_GROUPS) -> int:
@@ -70,3 +74,31 @@ def norm_label(kind: str) -> str:
 def create_norm_layer(kind: str, channels: int) -> nn.Module:
     """A layer of norm ``kind`` normalizing ``channels`` feature maps."""
     return get_norm(kind).make(channels)
+
+
+def norm_groups(norm: nn.InstanceNorm2d | nn.GroupNorm) -> int:
+    """How many groups of channels ``norm`` takes its statistics over (IN: one per channel)."""
+    return norm.num_groups if isinstance(norm, nn.GroupNorm) else norm.num_features
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """``norm``'s output for ``x`` given the mean and variance to use (broadcastable, per channel):
+    computed in fp32, returned in ``x``'s dtype. For layers that replace a norm's statistics."""
+    y = (x.float() - mean) * torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        y = y * norm.weight.float().view(shape) + norm.bias.float().view(shape)
+    return y.to(x.dtype)
+
+
+def replace_norms(model: nn.Module, make: Callable[[nn.Module], nn.Module],
+                  kinds: tuple[type[nn.Module], ...] = PER_IMAGE_NORMS) -> list[nn.Module]:
+    """Replace, in place, every layer of ``model`` that is one of ``kinds`` by ``make(layer)``;
+    returns the replacements in network order."""
+    made = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, kinds):
+                made.append(make(child))
+                setattr(parent, name, made[-1])
+    return made

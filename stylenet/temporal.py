@@ -18,6 +18,7 @@ import copy
 import torch
 from torch import nn
 
+from .norms import norm_groups, normalize, replace_norms
 from .stylize import Stylizer
 
 STABILIZERS = {"ema": 0.9, "reference": 1.0}  # CLI/app names -> momentum (per frame)
@@ -30,7 +31,7 @@ class SmoothedStatsNorm(nn.Module):
     def __init__(self, norm: nn.InstanceNorm2d | nn.GroupNorm, momentum: float) -> None:
         super().__init__()
         self.norm, self.momentum = norm, momentum
-        self.groups = norm.num_groups if isinstance(norm, nn.GroupNorm) else norm.num_features
+        self.groups = norm_groups(norm)
         self.running: tuple[torch.Tensor, torch.Tensor] | None = None  # (groups,) mean and variance
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,10 +46,7 @@ class SmoothedStatsNorm(nn.Module):
                                      for old, new in zip(self.running, current))
             smoothed.append(torch.stack(self.running))
         mean, var = torch.stack(smoothed).repeat_interleave(c // self.groups, dim=2).view(n, 2, c, 1, 1).unbind(1)
-        y = (x.float() - mean) * torch.rsqrt(var + self.norm.eps)
-        if self.norm.weight is not None:
-            y = y * self.norm.weight.float().view(1, c, 1, 1) + self.norm.bias.float().view(1, c, 1, 1)
-        return y.to(x.dtype)
+        return normalize(x, mean, var, self.norm)
 
 
 def stabilized(stylizer: Stylizer, momentum: float) -> Stylizer:
@@ -59,8 +57,5 @@ def stabilized(stylizer: Stylizer, momentum: float) -> Stylizer:
         raise ValueError(f"momentum must be between 0 and 1, got {momentum}")
     clone = copy.copy(stylizer)
     clone.model = copy.deepcopy(stylizer.model)
-    for parent in list(clone.model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, (nn.InstanceNorm2d, nn.GroupNorm)):
-                setattr(parent, name, SmoothedStatsNorm(child, momentum))
+    replace_norms(clone.model, lambda norm: SmoothedStatsNorm(norm, momentum))
     return clone

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .norms import norm_groups, normalize, replace_norms
 from .transformer import DOWNSCALE
 
 # Context kept around every core, in pixels: more than the Johnson network's receptive radius (an
@@ -62,7 +63,7 @@ class WholeImageNorm(nn.Module):
         super().__init__()
         self.norm = norm
         self.tile: Tile | None = None  # the tile now running, set before each forward
-        self.groups = norm.num_groups if isinstance(norm, nn.GroupNorm) else norm.num_features
+        self.groups = norm_groups(norm)
         self.moments: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # per core: count, channel mean, var
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None  # (1, C, 1, 1) mean and variance
 
@@ -72,11 +73,7 @@ class WholeImageNorm(nn.Module):
             var, mean = torch.var_mean(core.float(), dim=(0, 2, 3), correction=0)
             self.moments.append((core.shape[-2] * core.shape[-1], mean.double(), var.double()))
             raise StatisticsTaken
-        mean, var = self.stats
-        y = (x.float() - mean) * torch.rsqrt(var + self.norm.eps)
-        if self.norm.weight is not None:
-            y = y * self.norm.weight.float().view_as(mean) + self.norm.bias.float().view_as(mean)
-        return y.to(x.dtype)
+        return normalize(x, *self.stats, self.norm)
 
     def fix(self) -> None:
         """Combine the cores' moments into the whole image's per-group mean and variance (float64:
@@ -96,13 +93,7 @@ def with_whole_image_norms(model: nn.Module) -> tuple[nn.Module, list[WholeImage
     """A copy of ``model`` whose per-image norms are WholeImageNorms, and those norms. The caller's
     model stays untouched: it may be serving other threads meanwhile."""
     model = copy.deepcopy(model)
-    wrapped = []
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, (nn.InstanceNorm2d, nn.GroupNorm)):
-                wrapped.append(WholeImageNorm(child))
-                setattr(parent, name, wrapped[-1])
-    return model, wrapped
+    return model, replace_norms(model, WholeImageNorm)
 
 
 def spans(length: int, tile: int, margin: int) -> list[tuple[slice, slice]]:

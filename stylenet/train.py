@@ -35,6 +35,7 @@ from .checkpoint import (
     save_model,
     save_train_state,
 )
+from .compiled_norm import compile_instance_norms
 from .data import ContentPhotos, load_rgb
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .runtime import native_bf16, pick_device, to_tensor
@@ -118,14 +119,17 @@ class StepMode:
     fused_adam: bool = False  # one fused Adam kernel instead of a loop over 62 parameter tensors
     short_content_pass: bool = False  # the photo goes through VGG only up to the content layer
     compile: bool = False  # torch.compile the transformer + VGG forward (and so its backward)
+    compiled_instance_norm: bool = False  # IN layers by a compiled kernel (compiled_norm.py)
 
     @classmethod
     def fast(cls, device: torch.device) -> StepMode:
         """The settings that measured faster (``bench.py --train --candidates``). bf16 only where the
         hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX): there it gave 1.6-2.0x on
         its own on the 2-core EPYC; elsewhere it is not used (emulated bf16 was not measured to pay).
-        torch.compile is left off: minutes of compiling for a few percent per step."""
-        return cls(channels_last=True, bf16=native_bf16(device), fused_adam=True, short_content_pass=True)
+        torch.compile of the whole forward is left off: a minute of compiling for no gain per step;
+        compiling only the instance norms (seconds) is on where it was measured, on the CPU."""
+        return cls(channels_last=True, bf16=native_bf16(device), fused_adam=True, short_content_pass=True,
+                   compiled_instance_norm=device.type == "cpu")
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -351,6 +355,8 @@ def new_run(norm: str, recipe: Recipe, mode: StepMode, device: torch.device, out
     """A fresh model (seeded, so each norm starts where a run of that norm alone would) and its Adam."""
     torch.manual_seed(recipe.seed)
     model = TransformerNet(norm, recipe.width).to(device, memory_format=mode.memory_format).train()
+    if mode.compiled_instance_norm:
+        compile_instance_norms(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=mode.fused_adam)
     return NormRun(norm, model, optimizer, out, log)
 

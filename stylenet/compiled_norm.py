@@ -1,0 +1,83 @@
+"""Instance norm for training on the CPU, compiled: same maths, same parameters, fewer memory passes.
+
+PyTorch's CPU instance norm reshapes its input to one image of N*C channels and runs batch norm on
+it. On a channels_last activation that reshape is a copy, its result comes back NCHW, and the next
+convolution reorders it to channels_last again; backward pays the same twice more. Measured with
+``scripts/bench.py --train``, that left IN training 10-15 % slower than BN on the same network.
+
+``CompiledInstanceNorm2d`` computes the same ``(x - mean) / sqrt(var + eps) * weight + bias`` per
+image and channel, written as plain tensor maths that ``torch.compile`` turns into one reduction and
+one elementwise pass, in whatever memory layout the input has. It is an ``nn.InstanceNorm2d``
+(parameters, state-dict keys, isinstance checks are unchanged), so checkpoints of a model trained with
+it load into a plain ``TransformerNet``. Inference keeps the stock layer: it is only used in training,
+where the shapes are fixed and the few seconds of compiling are paid once per run.
+
+Compiling needs a C++ compiler; where there is none (or compiling fails for any other reason) the layer
+says so once and computes with the stock instance norm instead.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .norms import replace_norms
+
+
+def instance_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """Instance norm of (N, C, H, W) ``x`` with per-channel ``weight`` and ``bias``, statistics in fp32,
+    returned in ``x``'s dtype (bf16 under autocast, as the stock layer)."""
+    xf = x.float()
+    var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
+    y = (xf - mean) * torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    return y.to(x.dtype)
+
+
+@functools.cache
+def compiled_instance_norm() -> Callable[..., torch.Tensor] | None:
+    """``instance_norm`` compiled, or None where ``torch.compile`` cannot build it on this machine.
+    Made on first use, once per process (importing the compiler alone takes seconds)."""
+    # One graph per shape and dtype: a run needs three (32, 64, 128 channels at their sizes), but a
+    # process that trains at several sizes or precisions (bench.py) needs more than dynamo's default
+    # of 8, after which it would silently fall back to the slow eager maths.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU
+    compiled = torch.compile(instance_norm)
+    try:
+        compiled(torch.ones(1, 1, 4, 4), torch.ones(1), torch.zeros(1), 1e-5)
+    except Exception as exc:  # noqa: BLE001 - any compiler failure means: use the stock layer
+        print(f"torch.compile is not available here ({type(exc).__name__}); training with the stock "
+              "instance norm, which is slower on the CPU", file=sys.stderr)
+        return None
+    return compiled
+
+
+class CompiledInstanceNorm2d(nn.InstanceNorm2d):
+    """An affine, per-image ``nn.InstanceNorm2d`` computed by the compiled ``instance_norm`` in training
+    mode; in eval mode (a preview during training, at any size) by the stock layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        compiled = compiled_instance_norm() if self.training else None
+        if compiled is None:
+            return super().forward(x)
+        return compiled(x, self.weight, self.bias, self.eps)
+
+    @classmethod
+    def like(cls, norm: nn.InstanceNorm2d) -> CompiledInstanceNorm2d:
+        """A compiled layer holding ``norm``'s own parameter tensors (an optimizer made before the swap
+        keeps updating them)."""
+        if not norm.affine or norm.track_running_stats:
+            raise ValueError("only affine instance norms without running statistics are compiled")
+        layer = cls(norm.num_features, eps=norm.eps, affine=True, track_running_stats=False)
+        layer.weight, layer.bias = norm.weight, norm.bias
+        return layer
+
+
+def compile_instance_norms(model: nn.Module) -> nn.Module:
+    """``model`` with each of its instance norms computed by ``CompiledInstanceNorm2d``, in place."""
+    replace_norms(model, CompiledInstanceNorm2d.like, kinds=(nn.InstanceNorm2d,))
+    return model
