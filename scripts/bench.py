@@ -14,8 +14,9 @@ With --train it times training steps instead (--train-setups SIZExBATCH ..., def
 --norms, default batch instance): the plain step (eager fp32 NCHW, the photo through the whole VGG,
 Adam's loop) against the trainer's step (StepMode.fast), on the same random batch, alternating
 between them --repeats times and taking each one's median; --candidates adds every single change
-on top of the plain step. Prints images/s and achieved GFLOP/s (convolution and matmul FLOPs of
-forward and backward, counted by torch's FlopCounterMode).
+on top of the plain step, --ablations the trainer's step without each of its changes in turn.
+Prints images/s and achieved GFLOP/s (convolution and matmul FLOPs of forward and backward, counted
+by torch's FlopCounterMode).
 """
 from __future__ import annotations
 
@@ -97,21 +98,25 @@ def peak_memory_child(ref: str, side: int) -> None:
 NO_FILES = (Path(), Path())  # a benchmarked run writes nothing
 
 
-def train_variants(candidates: bool, compile_: bool) -> dict[str, StepMode]:
-    """The step modes --train compares: plain, the trainer's, and optionally each change alone
-    (torch.compile only with ``compile_``: it costs minutes of compiling per variant)."""
-    plain = StepMode()
-    variants = {"plain": plain, "stylenet": StepMode.fast(torch.device("cpu"))}
+def train_variants(candidates: bool, ablations: bool, compile_: bool) -> dict[str, StepMode]:
+    """The step modes --train compares: plain, the trainer's, optionally each change alone on top of
+    plain (``+name``) and the trainer's without each of its changes (``-name``). torch.compile of the
+    whole forward only with ``compile_``: it costs a minute or more of compiling per variant."""
+    plain, fast = StepMode(), StepMode.fast(torch.device("cpu"))
+    variants = {"plain": plain, "stylenet": fast}
     if candidates:
         variants |= {f"+{f.name}": replace(plain, **{f.name: True}) for f in fields(StepMode)
                      if compile_ or f.name != "compile"}
+    if ablations:
+        variants |= {f"-{f.name}": replace(fast, **{f.name: False}) for f in fields(StepMode) if getattr(fast, f.name)}
     return variants
 
 
-def bench_train(norms: list[str], setups: list[str], repeats: int, candidates: bool, compile_: bool) -> None:
+def bench_train(norms: list[str], setups: list[str], repeats: int, candidates: bool, ablations: bool,
+                compile_: bool) -> None:
     device = torch.device("cpu")
     painting = Path(__file__).resolve().parent.parent / "weights" / "styles" / "starry_night.jpg"
-    variants = train_variants(candidates, compile_)
+    variants = train_variants(candidates, ablations, compile_)
     # one VGG per memory layout (``to`` changes a module in place), and the painting's Grams once
     vggs = {fmt: VGGFeatures.oxford().to(memory_format=fmt) for fmt in {m.memory_format for m in variants.values()}}
     grams = style_targets(next(iter(vggs.values())), str(painting), Recipe(style="", content="").style_size, device)
@@ -156,13 +161,14 @@ def main() -> None:
     p.add_argument("--train", action="store_true", help="time training steps instead (see above)")
     p.add_argument("--train-setups", nargs="+", default=["256x4", "128x8"], metavar="SIZExBATCH")
     p.add_argument("--candidates", action="store_true", help="with --train: also each speed change alone")
+    p.add_argument("--ablations", action="store_true", help="with --train: also the trainer's step without each change")
     args = p.parse_args()
     if args.child:
         peak_memory_child(args.child, args.memory)
         return
     if args.train:
         bench_train(args.norms or ["batch", "instance"], args.train_setups, args.repeats, args.candidates,
-                    not args.no_compile)
+                    args.ablations, not args.no_compile)
         return
     norms = args.norms or ["batch", "instance", "layer", "group"]
     refs = args.files or [f"{s}/{n}" for s in args.styles for n in norms]
