@@ -10,10 +10,11 @@ image and channel, written as plain tensor maths that ``torch.compile`` turns in
 one elementwise pass, in whatever memory layout the input has. It is an ``nn.InstanceNorm2d``
 (parameters, state-dict keys, isinstance checks are unchanged), so checkpoints of a model trained with
 it load into a plain ``TransformerNet``. Inference keeps the stock layer: it is only used in training,
-where the shapes are fixed and the few seconds of compiling are paid once per run.
+where the few seconds of compiling are paid once per process (and are cached on disk after that).
 
-Compiling needs a C++ compiler; where there is none (or compiling fails for any other reason) the layer
-says so once and computes with the stock instance norm instead.
+Compiling needs a C++ compiler; where there is none (or the first compile, tried on a small input in
+fp32 and bf16, fails for any other reason) the layer says so once and computes with the stock
+instance norm instead.
 """
 from __future__ import annotations
 
@@ -40,15 +41,18 @@ def instance_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps
 @functools.cache
 def compiled_instance_norm() -> Callable[..., torch.Tensor] | None:
     """``instance_norm`` compiled, or None where ``torch.compile`` cannot build it on this machine.
-    Made on first use, once per process (importing the compiler alone takes seconds)."""
-    # One graph per shape and dtype: a run needs three (32, 64, 128 channels at their sizes), but a
-    # process that trains at several sizes or precisions (bench.py) needs more than dynamo's default
-    # of 8, after which it would silently fall back to the slow eager maths.
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU
-    compiled = torch.compile(instance_norm)
+
+    Made on first use, once per process (importing the compiler alone takes seconds), and tried there
+    on what training runs: forward and backward, fp32 and bf16, channels_last. Compiled with dynamic
+    shapes, so those graphs serve every layer (32, 64, 128 channels at their sizes) and every crop size.
+    """
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on a CPU
+    compiled = torch.compile(instance_norm, dynamic=True)
     try:
-        compiled(torch.ones(1, 1, 4, 4), torch.ones(1), torch.zeros(1), 1e-5)
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.rand(2, 3, 4, 4, dtype=dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+            weight, bias = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+            compiled(x, weight, bias, 1e-5).float().sum().backward()
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: use the stock layer
         print(f"torch.compile is not available here ({type(exc).__name__}); training with the stock "
               "instance norm, which is slower on the CPU", file=sys.stderr)
@@ -61,7 +65,9 @@ class CompiledInstanceNorm2d(nn.InstanceNorm2d):
     mode; in eval mode (a preview during training, at any size) by the stock layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        compiled = compiled_instance_norm() if self.training else None
+        if torch.compiler.is_compiling():  # inside a compiled step (StepMode.compile): just the maths
+            return instance_norm(x, self.weight, self.bias, self.eps)
+        compiled = compiled_instance_norm() if self.training and x.dim() == 4 else None
         if compiled is None:
             return super().forward(x)
         return compiled(x, self.weight, self.bias, self.eps)

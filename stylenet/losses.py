@@ -18,6 +18,7 @@ class _Gram(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         (f,) = ctx.saved_tensors
+        grad = grad.to(f.dtype)  # under autocast the forward's bmm ran in bf16 on fp32 features
         return torch.bmm(grad + grad.transpose(1, 2), f)
 
 

@@ -11,6 +11,28 @@ def test_gram_by_hand():
     torch.testing.assert_close(gram_matrix(f)[0], expected)
 
 
+def test_gram_backward_is_autograds():
+    # the one-matmul backward, checked numerically, on channels_last features as training has them
+    f = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(gram_matrix, (f.requires_grad_(),))
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    weights = torch.randn(2, 3, 3)  # not symmetric: both halves of the backward matter
+    (gram_matrix(x) * weights).sum().backward()
+    reference = x.detach().clone().requires_grad_()
+    flat = reference.reshape(2, 3, 20)
+    ((flat @ flat.transpose(1, 2) / 60) * weights).sum().backward()
+    torch.testing.assert_close(x.grad, reference.grad)
+
+
+def test_gram_backward_under_bf16_autocast():
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(x)
+    gram.float().sum().backward()
+    assert x.grad.dtype == torch.float32
+    torch.testing.assert_close(x.grad, 2 * x.detach().sum(1, keepdim=True).expand_as(x) / (3 * 64), atol=0.02, rtol=0.02)
+
+
 def test_gram_is_size_invariant_for_repeated_texture():
     f = torch.randn(1, 3, 4, 4)
     torch.testing.assert_close(gram_matrix(f.repeat(1, 1, 2, 2)) * 1, gram_matrix(f), rtol=1e-5, atol=1e-6)
