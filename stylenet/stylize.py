@@ -43,6 +43,12 @@ def keep_colors(photo: Image.Image, styled: Image.Image) -> Image.Image:
     return Image.merge("YCbCr", (styled.convert("YCbCr").getchannel("Y"), cb, cr)).convert("RGB")
 
 
+def check_strength(strength: float) -> None:
+    """Refuse a style strength outside [0, 1] (0 = the photo, 1 = full style) before any work."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be between 0 and 1, got {strength}")
+
+
 class Stylizer:
     """One trained style, ready to apply. Load with ``Stylizer.load("starry_night/instance")``.
 
@@ -82,21 +88,23 @@ class Stylizer:
             return torch.cat([run_tiled(self.model, image.unsqueeze(0)).float() for image in x])
         return self.model(x).float()
 
+    def blend(self, x: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """(N, 3, H, W) photos in [0, 1] -> their stylized images clamped to [0, 1], on the CPU, mixed
+        with the photos by ``strength`` (at 0 the network does not run)."""
+        check_strength(strength)
+        if strength == 0:
+            return x.float().cpu()
+        styled = self.forward(x).cpu().clamp(0, 1)
+        return styled if strength == 1 else strength * styled + (1 - strength) * x.float().cpu()
+
     def __call__(self, img: Image.Image, strength: float = 1.0, preserve_color: bool = False,
                  max_size: int | None = None, alpha: Image.Image | None = None) -> Image.Image:
         """Stylize an RGB image. ``strength`` blends with the photo (0 = photo, 1 = full style);
         ``preserve_color`` keeps the photo's chroma and takes only luminance from the style;
         ``alpha`` (as returned by ``images.open_image``) is re-attached to the result."""
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, got {strength}")
+        check_strength(strength)
         photo = limit_size(img.convert("RGB"), max_size)
-        if strength == 0:
-            out = photo.copy()
-        else:
-            styled = self.forward(to_tensor(photo).unsqueeze(0)).cpu().clamp(0, 1)
-            if strength < 1:
-                styled = strength * styled + (1 - strength) * to_tensor(photo).unsqueeze(0)
-            out = to_pil(styled)
+        out = photo.copy() if strength == 0 else to_pil(self.blend(to_tensor(photo).unsqueeze(0), strength))
         if preserve_color:
             out = keep_colors(photo, out)
         if alpha is not None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .norms import norm_groups, normalize, replace_norms
+from .norms import PER_IMAGE_NORMS, norm_groups, normalize, replace_norms
 from .transformer import DOWNSCALE
 
 # Context kept around every core, in pixels: more than the Johnson network's receptive radius (an
@@ -91,7 +91,10 @@ class WholeImageNorm(nn.Module):
 
 def with_whole_image_norms(model: nn.Module) -> tuple[nn.Module, list[WholeImageNorm]]:
     """A copy of ``model`` whose per-image norms are WholeImageNorms, and those norms. The caller's
-    model stays untouched: it may be serving other threads meanwhile."""
+    model stays untouched: it may be serving other threads meanwhile. A model without per-image
+    norms (BN, whose statistics are constants at eval time) is returned as it is, not copied."""
+    if not any(isinstance(m, PER_IMAGE_NORMS) for m in model.modules()):
+        return model, []
     model = copy.deepcopy(model)
     return model, replace_norms(model, WholeImageNorm)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .stylize import TILE_ABOVE_PIXELS, Stylizer, keep_colors
+from .stylize import TILE_ABOVE_PIXELS, Stylizer, check_strength, keep_colors
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"})
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "opus", "alac", "flac", "ac3", "eac3"})  # copied as they are
@@ -264,10 +264,7 @@ def stylize_frames(stylizer: Stylizer, frames: list[np.ndarray], strength: float
                    preserve_color: bool = False) -> list[np.ndarray]:
     """A batch of (H, W, 3) uint8 frames through the network in one forward pass."""
     x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)
-    y = stylizer.forward(x).cpu().clamp(0, 1)
-    if strength < 1:
-        y = strength * y + (1 - strength) * x
-    out = y.mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+    out = stylizer.blend(x, strength).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
     if preserve_color:
         out = np.stack([np.asarray(keep_colors(Image.fromarray(f), Image.fromarray(o))) for f, o in zip(frames, out)])
     return list(out)
@@ -282,8 +279,7 @@ def stylize_video(src: str | Path, dst: str | Path, stylizer: Stylizer, *, max_s
     ``max_size`` caps each frame's longest side; ``on_frames(n)`` is called after every batch of
     ``n`` frames (for progress bars); ``info`` skips a second ``probe`` when the caller has one.
     """
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be between 0 and 1, got {strength}")
+    check_strength(strength)
     name = Path(src).name
     info = info or probe(src, limits)
     size = even_size(info.width, info.height, max_size)

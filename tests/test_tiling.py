@@ -9,7 +9,7 @@ from stylenet import stylize
 from stylenet.checkpoint import load_model
 from stylenet.runtime import to_tensor
 from stylenet.stylize import Stylizer
-from stylenet.tiling import MARGIN, WholeImageNorm, run_tiled
+from stylenet.tiling import MARGIN, WholeImageNorm, run_tiled, with_whole_image_norms
 from stylenet.transformer import TransformerNet
 
 from .conftest import make_checkpoint, smooth_image
@@ -94,3 +94,12 @@ def test_tiling_leaves_a_shared_model_alone(checkpoints):
     worker.join()
     assert outputs and all(torch.equal(out, expected) for out in outputs)
     assert not any(isinstance(m, WholeImageNorm) for m in model.modules())
+
+
+def test_only_models_with_per_image_norms_are_copied():
+    bn = TransformerNet("batch", width=4).eval()
+    assert with_whole_image_norms(bn) == (bn, [])  # nothing to stand in for: no copy of the weights
+    net = TransformerNet("layer", width=4).eval()
+    copy, norms = with_whole_image_norms(net)
+    assert copy is not net and len(norms) == 3 + 10 + 2
+    assert all(isinstance(m, WholeImageNorm) for m in norms)
