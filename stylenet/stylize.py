@@ -93,7 +93,7 @@ class Stylizer:
         with the photos by ``strength`` (at 0 the network does not run)."""
         check_strength(strength)
         if strength == 0:
-            return x.float().cpu()
+            return x.to("cpu", torch.float32, copy=True)
         styled = self.forward(x).cpu().clamp(0, 1)
         return styled if strength == 1 else strength * styled + (1 - strength) * x.float().cpu()
 

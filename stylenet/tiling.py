@@ -10,8 +10,9 @@ time: a pass over the tiles runs the network up to the first norm whose statisti
 input over each tile's core, and stops there. A network with k per-image norms thus takes k partial
 passes before the final one (15 for the Johnson network; the cost is in the README).
 
-The model is deep-copied and its norms are wrapped in the copy, so a model that other threads use at
-the same time is never modified.
+A model with per-image norms is deep-copied and its norms are wrapped in the copy, so a model that
+other threads use at the same time is never modified; one without (BN, eval mode: constant statistics)
+runs as it is.
 """
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def spans(length: int, tile: int, margin: int) -> list[tuple[slice, slice]]:
 
 def run_tiled(model: nn.Module, x: torch.Tensor, tile: int = 512, margin: int = MARGIN,
               freeze: bool = True) -> torch.Tensor:
-    """``model(x)`` for a (1, 3, H, W) tensor, computed tile by tile; returns (1, 3, H, W) float on the CPU.
+    """``model(x)`` for a (1, 3, H, W) tensor and an eval-mode ``model``, computed tile by tile; returns
+    (1, 3, H, W) float on the CPU.
 
     ``freeze=False`` lets every tile's norms use the tile's own statistics instead of the whole
     image's: what a naive tiling does, with visible seams (kept to show why).

@@ -94,7 +94,7 @@ class Recipe:
 
 # What --preset sets (explicit flags override it): crop size, batch, steps and width, for a known
 # budget on a 2-core CPU (README, "Presets"). quick: BN + IN in about 15 minutes on the 2-core EPYC
-# (1,000 steps measured 13.6 min with 2 threads, docs/figures/quick_preset.md), a width-16 network with
+# (1,000 steps measured 12.9 min with 2 threads, docs/figures/quick_preset.md), a width-16 network with
 # the loss weights, style size and style warm-up of the shipped CPU recipe; full: Johnson et al.'s schedule.
 PRESETS: dict[str, dict[str, float]] = {
     "quick": {"image_size": 128, "batch_size": 4, "steps": 1000, "width": 16,
@@ -124,7 +124,8 @@ class StepMode:
     @classmethod
     def fast(cls, device: torch.device) -> StepMode:
         """The settings that measured faster (``bench.py --train --candidates`` for each alone,
-        ``--ablations`` for each taken out again; README, "Training speed"). bf16 only where the
+        ``--ablations`` for each taken out again; README, "Training speed"; fused Adam tied once in
+        four). bf16 only where the
         hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX): emulated bf16 was not
         measured to pay. The compiled instance norm only on the CPU, the one place it was measured.
         torch.compile of the whole forward is left off: a minute of

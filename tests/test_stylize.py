@@ -32,6 +32,19 @@ def test_strength_zero_is_the_photo_and_size_kept(checkpoints):
         stylizer(photo, strength=1.5)
 
 
+def test_blend_mixes_clamped_output_and_skips_the_network_at_zero(checkpoints, monkeypatch):
+    stylizer = Stylizer.load(checkpoints["instance"], device="cpu", precision="fp32")
+    x = torch.rand(2, 3, 20, 24)
+    styled = stylizer.forward(x).clamp(0, 1)
+    torch.testing.assert_close(stylizer.blend(x), styled)
+    torch.testing.assert_close(stylizer.blend(x, 0.25), 0.25 * styled + 0.75 * x)
+    with pytest.raises(ValueError, match="strength must be between 0 and 1, got -0.1"):
+        stylizer.blend(x, -0.1)
+    monkeypatch.setattr(stylizer, "forward", lambda _: pytest.fail("the network ran at strength 0"))
+    photo = stylizer.blend(x, 0.0)
+    assert torch.equal(photo, x) and photo.data_ptr() != x.data_ptr()  # the photo, as a copy
+
+
 class Greyish(torch.nn.Module):
     """A stand-in 'style' that drains colour and lowers contrast, with a known output range."""
 
