@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylenet.checkpoint import CheckpointError, load_model
+from stylenet.files import replaced_atomically
 from stylenet.transformer import DOWNSCALE, MIN_SIZE
 from stylenet.weights import resolve
 
@@ -133,10 +133,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def write(out: Path, data: bytes) -> None:
     """Write aside and rename: ``out`` is either the whole checked file or untouched."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    with replaced_atomically(out) as tmp:
+        tmp.write_bytes(data)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from .files import replaced_atomically
 from .norms import NORM_KINDS
 from .transformer import TransformerNet
 
@@ -37,19 +37,11 @@ class CheckpointError(ValueError):
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique temporary name in the same folder: two writers never share it, and the rename is atomic
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
-    try:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(tensors, tmp, metadata={FORMAT: json.dumps(meta)})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with replaced_atomically(path) as tmp:
+        save_file(tensors, str(tmp), metadata={FORMAT: json.dumps(meta)})
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(path: Path) -> dict[str, Any]:

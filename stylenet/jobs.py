@@ -49,6 +49,7 @@ from PIL import Image
 
 from .checkpoint import check_style_name
 from .data import list_images
+from .files import replaced_atomically
 from .images import ImageError, limit_size, open_image
 from .norms import NORM_KINDS, norm_label
 from .runtime import to_pil, to_tensor
@@ -163,9 +164,8 @@ class UserStyle:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file and rename it, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)
 
 
 def append_event(folder: Path, event: dict[str, Any]) -> None:
@@ -664,9 +664,8 @@ class JobListener(Listener):
                 with torch.no_grad():
                     for stem, photo in self.photos.items():
                         name = f"previews/{norm}_{stem}.png"
-                        tmp = self.job.folder / f"previews/.{norm}_{stem}.tmp.png"
-                        to_pil(model(photo.to(device))).save(tmp)
-                        os.replace(tmp, self.job.folder / name)
+                        with replaced_atomically(self.job.folder / name) as tmp:
+                            to_pil(model(photo.to(device))).save(tmp, format="PNG")
                         images.setdefault(norm, []).append(name)
             finally:
                 model.train()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ from .checkpoint import (
 )
 from .compiled_norm import compile_instance_norms
 from .data import ContentPhotos, load_rgb
+from .files import replaced_atomically
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .runtime import native_bf16, pick_device, to_tensor
 from .transformer import TransformerNet
@@ -445,11 +445,8 @@ def prepare_log(path: Path, start: int) -> float:
     if start and path.is_file():
         with open(path, newline="") as f:
             rows = [row for row in csv.reader(f) if row and row[0].isdigit() and int(row[0]) <= start]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows([LOG_COLUMNS, *rows])
-    os.replace(tmp, path)
     return float(rows[-1][LOG_COLUMNS.index("seconds")]) if rows else 0.0
 
 

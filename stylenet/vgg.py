@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .files import replaced_atomically
 
 H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 H5_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -93,17 +94,10 @@ def convert_h5(h5_path: Path, out_path: Path) -> None:
             bias_key = next(k for k in group if "_b" in k)
             tensors[f"{name}.weight"] = keras_kernel_to_torch(group[kernel_key][()])
             tensors[f"{name}.bias"] = torch.from_numpy(group[bias_key][()].copy())
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Two trainers starting on a fresh cache both convert: each writes its own temporary file (a
-    # shared fixed name could be renamed away or rewritten mid-way by the other) and renames it
-    # into place atomically; the two results are identical, so the last rename winning is harmless.
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=out_path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"source_md5": H5_MD5})
-        os.replace(tmp, out_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    # Two trainers starting on a fresh cache both convert, each into its own temporary file; the two
+    # results are identical, so the last rename winning is harmless.
+    with replaced_atomically(out_path) as tmp:
+        save_file(tensors, str(tmp), metadata={"source_md5": H5_MD5})
 
 
 def load_oxford_weights() -> dict[str, torch.Tensor]:
