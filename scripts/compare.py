@@ -202,11 +202,11 @@ def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192, ref
                  for photo, run in zip(reference.photos, runs)}
     stylizers = {(s, n): Stylizer.load(WEIGHTS_DIR / e["file"], device="cpu") for s, d in by_style.items()
                  for n, e in d.items()}
+    paintings = {s: load_rgb(WEIGHTS_DIR / next(iter(d.values()))["painting"]) for s, d in by_style.items()}
     tiles = []
     for style, photo in rows:
         img = load_rgb(photo)
-        painting = load_rgb(WEIGHTS_DIR / next(iter(by_style[style].values()))["painting"])
-        row = [img, painting] + [stylizers[(style, n)](img) if (style, n) in stylizers else None for n in norms]
+        row = [img, paintings[style]] + [stylizers[(style, n)](img) if (style, n) in stylizers else None for n in norms]
         tiles.append(row + ([optimized.get((style, photo.name))] if reference else []))
     contact_sheet(cols, tiles, out, side)
 

@@ -29,7 +29,8 @@ NORMS = ["batch", "instance"]
 def figure(painting: Path, photos: list[Path], models: dict[str, Path], out: Path, side: int = 256) -> None:
     """Rows: photos; columns: photo, painting, then each norm's model."""
     stylizers = [Stylizer.load(path, device="cpu") for path in models.values()]
-    rows = [[img, load_rgb(painting)] + [stylize(img) for stylize in stylizers] for img in map(load_rgb, photos)]
+    art = load_rgb(painting)
+    rows = [[img, art] + [stylize(img) for stylize in stylizers] for img in map(load_rgb, photos)]
     contact_sheet(["photo", "painting"] + [norm_label(n) for n in models], rows, out, side)
 
 

@@ -125,11 +125,10 @@ class StepMode:
     def fast(cls, device: torch.device) -> StepMode:
         """The settings that measured faster (``bench.py --train --candidates`` for each alone,
         ``--ablations`` for each taken out again; README, "Training speed"; fused Adam tied once in
-        four). bf16 only where the
-        hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX): emulated bf16 was not
-        measured to pay. The compiled instance norm only on the CPU, the one place it was measured.
-        torch.compile of the whole forward is left off: a minute of
-        compiling for no gain per step."""
+        four). bf16 only where the hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX):
+        emulated bf16 was not measured to pay. The compiled instance norm only on the CPU, the one
+        place it was measured. torch.compile of the whole forward is left off: a minute of compiling
+        for no gain per step."""
         return cls(channels_last=True, bf16=native_bf16(device), fused_adam=True, short_content_pass=True,
                    compiled_instance_norm=device.type == "cpu")
 

@@ -324,13 +324,11 @@ def stylize_video(src: str | Path, dst: str | Path, stylizer: Stylizer, *, max_s
             if not writer.frames:
                 raise corrupt(name, "no frame has a usable timestamp")
             writer.close()
-        except av.FFmpegError as exc:
+        except BaseException as exc:
             if writer is not None:
                 writer.abort()
-            raise VideoError(f"{name}: could not write the stylized clip {Path(dst).name} ({reason(exc)})") from None
-        except BaseException:
-            if writer is not None:
-                writer.abort()
+            if isinstance(exc, av.FFmpegError):
+                raise VideoError(f"{name}: could not write the stylized clip {Path(dst).name} ({reason(exc)})") from None
             raise
         return writer.frames
 
