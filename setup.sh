@@ -14,10 +14,15 @@ case "${1:-}" in
     shift; exec python app.py "$@" ;;
   test)
     pip_install -e ".[train,test]"
-    if [ ! -x /usr/bin/chromium ]; then
+    # Debian packages the tests need: chromium for the browser test, a C++ compiler for torch.compile
+    # (the trainer's compiled instance norm; a new machine normally has g++ already)
+    missing=""
+    [ -x /usr/bin/chromium ] || missing="chromium chromium-driver"
+    command -v g++ > /dev/null || missing="$missing g++"
+    if [ -n "$missing" ]; then
       SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-      ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver) \
-        > /tmp/stylenet-apt.log 2>&1 || echo "warning: could not install chromium; the browser test will be skipped"
+      ($SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing) \
+        > /tmp/stylenet-apt.log 2>&1 || echo "warning: could not install ${missing# } (see /tmp/stylenet-apt.log)"
     fi
     shift; exec python -m pytest -q "$@" tests ;;
   *)
