@@ -29,10 +29,11 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
-from stylenet.scripts.export import onnx_bytes, ort_session
 from torch.utils.flop_counter import FlopCounterMode
 
+from stylenet import paths
 from stylenet.checkpoint import load_model
+from stylenet.cli.export import onnx_bytes, ort_session
 from stylenet.stylize import Stylizer
 from stylenet.train import Recipe, StepMode, TrainStep, new_run, style_targets
 from stylenet.vgg import VGGFeatures
@@ -115,7 +116,7 @@ def train_variants(candidates: bool, ablations: bool, compile_: bool) -> dict[st
 def bench_train(norms: list[str], setups: list[str], repeats: int, candidates: bool, ablations: bool,
                 compile_: bool) -> None:
     device = torch.device("cpu")
-    painting = Path(__file__).resolve().parent.parent / "weights" / "styles" / "starry_night.jpg"
+    painting = paths.weights_dir() / "styles" / "starry_night.jpg"
     variants = train_variants(candidates, ablations, compile_)
     # one VGG per memory layout (``to`` changes a module in place), and the painting's Grams once
     vggs = {fmt: VGGFeatures.oxford().to(memory_format=fmt) for fmt in {m.memory_format for m in variants.values()}}

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import torch
 from tqdm import tqdm
 
+from stylenet import paths
 from stylenet.data import list_images, load_rgb
 from stylenet.flicker import (
     PAN_PX_PER_FRAME,
@@ -40,7 +41,6 @@ from stylenet.train import style_targets
 from stylenet.vgg import VGGFeatures
 from stylenet.weights import WEIGHTS_DIR, load_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
 STYLE = "starry_night"
 MOTIONS = ("pan", "zoom")
 INPUT = "input clip"
@@ -125,12 +125,12 @@ def figure(s: dict[str, dict[str, float]], out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--photo-dir", type=Path, default=ROOT / "examples")
+    p.add_argument("--photo-dir", type=Path, default=paths.examples_dir())
     p.add_argument("--photos", type=int, default=4, help="how many held-out photos (evenly spread; 0 = all)")
     p.add_argument("--frames", type=int, default=24, help="frames per clip")
     p.add_argument("--width", type=int, default=128, help="frame width; height is 3/4 of it")
     p.add_argument("--loss-every", type=int, default=3, help="style loss on every Nth frame")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--out", type=Path, default=paths.figures_dir())
     args = p.parse_args()
     if args.frames < 2 or args.width < 16 or args.loss_every < 1 or args.photos < 0:
         p.error("need --frames >= 2, --width >= 16, --loss-every >= 1, --photos >= 0")

@@ -1,9 +1,9 @@
 """Load check of the web app: many clients call /compare at the same moment.
 
-    python scripts/load_test.py [--clients 16] [--photo examples/skimage_chelsea.jpg] [--style starry_night]
+    python -m scripts.load_test [--clients 16] [--photo examples/skimage_chelsea.jpg] [--style starry_night]
                                 [--max-side 512] [--concurrency 2] [--queue-size 32] [--timeout 900]
 
-Starts app.py in a subprocess on the shipped weights and fires every call at once. Each call must end
+Run from the repository root. Starts the app in a subprocess on the shipped weights and fires every call at once. Each call must end
 within --timeout, either served or refused as busy (the queue is bounded); it prints the counts, the
 p50/p95 latency of the served calls and the server's peak resident memory. Exit code 0 if no call hung
 or failed otherwise, 1 if any did.
@@ -26,41 +26,8 @@ from pathlib import Path
 import numpy as np
 from gradio_client import Client, handle_file
 
-ROOT = Path(__file__).resolve().parent.parent
-BUSY = "Queue is full"  # what gradio_client raises for a refused call (the browser: "currently busy")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_app(weights_dir: Path, log_path: Path, *flags: str,
-                start_timeout: float = 180) -> Iterator[tuple[str, subprocess.Popen]]:
-    """app.py on a free local port with ``flags``; yields (url, process) once it accepts connections."""
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}  # no calls home from tests and load runs
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--weights-dir", str(weights_dir),
-                                    "--port", str(port), *flags], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                   env=env)
-        try:
-            deadline = time.monotonic() + start_timeout
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"app.py did not start:\n{log_path.read_text()[-2000:]}") from None
-                    time.sleep(0.5)
-            yield f"http://127.0.0.1:{port}/", process
-        finally:
-            process.terminate()
-            process.wait(30)
-
+from stylenet import paths
+from tests.helpers import BUSY, running_app
 
 def memory_mb(pid: int, field: str) -> float:
     """A /proc/PID/status memory field in MB: VmRSS (now) or VmHWM (peak so far)."""
@@ -101,13 +68,13 @@ def call_at_once(url: str, clients: int, photo: Path, style: str, max_side: int,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--photo", type=Path, default=ROOT / "examples" / "skimage_chelsea.jpg")
+    p.add_argument("--photo", type=Path, default=paths.examples_dir() / "skimage_chelsea.jpg")
     p.add_argument("--style", default="starry_night")
     p.add_argument("--max-side", type=int, default=512, help="the app's resolution cap for these calls")
     p.add_argument("--concurrency", default="2")
     p.add_argument("--queue-size", default="32")
     p.add_argument("--timeout", type=float, default=900, help="seconds a call may take before it counts as hung")
-    p.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
+    p.add_argument("--weights-dir", type=Path, default=paths.weights_dir())
     p.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "stylenet_load_test_app.log",
                    help="where the app's output goes")
     args = p.parse_args(argv)

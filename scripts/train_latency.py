@@ -1,8 +1,8 @@
-"""Compare's latency with and without a training job running in the app (README, "Train a style in the browser").
+"""Compare's latency with and without a training job running in the app (docs/app.md).
 
-    python scripts/train_latency.py [--calls 10] [--max-side 512] [--train-photos ../shared/data/train]
+    python -m scripts.train_latency [--calls 10] [--max-side 512] [--train-photos DIR]
 
-Starts app.py on the shipped weights and a temporary models folder; times --calls /compare requests
+Run from the repository root. Starts the app on the shipped weights and a temporary models folder; times --calls /compare requests
 (every shipped norm of Starry Night on one photo), one after another, while the app is idle; then
 submits a quick-preset BN + IN job, waits for its first training step, times the same requests while
 it trains, cancels the job and prints the median and 90th percentile of both, with the load average.
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from gradio_client import Client, handle_file
-from stylenet.scripts.load_test import ROOT, running_app
 
-from stylenet.jobs import DEFAULT_PHOTOS
+from stylenet import paths
+from tests.helpers import running_app
 
 
 def time_compare(client: Client, photo: Path, calls: int, max_side: int) -> list[float]:
@@ -62,15 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--calls", type=int, default=10)
     p.add_argument("--max-side", type=int, default=512)
-    p.add_argument("--photo", type=Path, default=ROOT / "examples" / "skimage_chelsea.jpg")
-    p.add_argument("--painting", type=Path, default=ROOT / "weights" / "styles" / "the_scream.jpg")
-    p.add_argument("--train-photos", type=Path, default=DEFAULT_PHOTOS)
+    p.add_argument("--photo", type=Path, default=paths.examples_dir() / "skimage_chelsea.jpg")
+    p.add_argument("--painting", type=Path, default=paths.weights_dir() / "styles" / "the_scream.jpg")
+    p.add_argument("--train-photos", type=Path, default=paths.data_dir())
     p.add_argument("--start-timeout", type=float, default=1800,
                    help="seconds the job may take to reach its first step (scanning the photos, loading VGG)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         flags = ("--models-dir", str(Path(tmp) / "models"), "--train-photos", str(args.train_photos))
-        with running_app(ROOT / "weights", Path(tmp) / "app.log", *flags) as (url, _):
+        with running_app(paths.weights_dir(), Path(tmp) / "app.log", *flags) as (url, _):
             client = Client(url, verbose=False)
             time_compare(client, args.photo, 1, args.max_side)  # warm-up
             print(summary("idle", time_compare(client, args.photo, args.calls, args.max_side)), flush=True)

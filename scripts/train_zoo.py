@@ -22,10 +22,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from stylenet import paths
 from stylenet.checkpoint import load_model, read_metadata, save_model
 from stylenet.weights import build_manifest, sha256_file
 
-ROOT = Path(__file__).resolve().parent.parent
 # The CPU recipe: sized so eight models train in about two hours on two cores (see README).
 CPU_RECIPE = ["--image-size", "128", "--batch-size", "4", "--width", "32", "--lr", "1e-3",
               "--content-weight", "1", "--style-weight", "3", "--tv-weight", "10", "--style-size", "256",
@@ -53,7 +53,7 @@ def run(job: tuple[str, list[str], int, list[str]], data: Path, out_dir: Path, d
     if init_dir is not None:
         extra = [*extra, *CONTINUE_RECIPE, "--init", *(str(init_dir / f"{style}_{n}{tag}.safetensors") for n in norms)]
     out = out_dir / f"{style}_{{norm}}{tag}.safetensors"  # the trainer fills in {norm}
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--style", str(data / "styles" / f"{style}.jpg"),
+    cmd = [sys.executable, "-m", "stylenet", "train", "--style", str(data / "styles" / f"{style}.jpg"),
            "--content", str(data / "train"), "--norm", *norms, "--out", str(out), "--steps", str(steps),
            "--device", device, "--resume", "--no-progress", *CPU_RECIPE, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -103,8 +103,9 @@ def promote(continued: Path, weights: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--out", type=Path, default=ROOT / "weights")
+    p.add_argument("--data", type=Path, default=paths.data_dir().parent,
+                   help="holds train/ (the photos) and styles/ (default: $STYLENET_DATA's parent or data/)")
+    p.add_argument("--out", type=Path, default=paths.weights_dir())
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--contrast", action="store_true", help="also run the contrast-normalized control")

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
+from stylenet import paths
 from stylenet.data import load_rgb
 from stylenet.flicker import synthetic_clip
 from stylenet.norms import norm_label
 from stylenet.stylize import Stylizer
 from stylenet.video import ClipWriter, stylize_video
 
-ROOT = Path(__file__).resolve().parent.parent
-PHOTO = ROOT / "examples" / "skimage_chelsea.jpg"
+PHOTO = paths.examples_dir() / "skimage_chelsea.jpg"
 FPS = Fraction(24)
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     p.add_argument("--heights", type=int, nargs="+", default=[480, 720])
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--norms", nargs="+", default=["batch", "instance"])
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "video_speed.md")
+    p.add_argument("--out", type=Path, default=paths.figures_dir() / "video_speed.md")
     args = p.parse_args()
     start = time.perf_counter()
     device = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"

@@ -112,7 +112,7 @@ def save_model(model: TransformerNet, meta: dict[str, Any], path: Path, half: bo
     """Ship a model: fp16 halves the size at no visible cost (inference runs in fp32)."""
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     atomic_save(state, {**meta, "format": FORMAT, "version": VERSION, "kind": "model",
-                        "norm": model.norm, "width": model.width}, path)
+                        "norm": model.norm_kind, "width": model.width}, path)
 
 
 # Version 1 keys were positional nn.Sequential indices: in a ConvLayer child 1 was the conv and child 2
@@ -160,7 +160,7 @@ def save_train_state(model: TransformerNet, optimizer: torch.optim.Optimizer, ge
     tensors["rng.data"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     atomic_save(tensors, {**meta, "format": FORMAT, "version": VERSION, "kind": "train_state",
-                          "norm": model.norm, "width": model.width,
+                          "norm": model.norm_kind, "width": model.width,
                           "param_groups": opt["param_groups"]}, path)
 
 

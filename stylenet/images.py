@@ -15,6 +15,10 @@ from typing import IO
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # ~8000x8000: tiled inference handles it within ~3 GB
+# What one upload to a server (the app, a training job) may be: the web form refuses a bigger file,
+# open_image a picture of more pixels, before decoding.
+MAX_UPLOAD_BYTES = 15 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000
 VECTOR_SUFFIXES = {".svg", ".svgz", ".eps", ".pdf", ".ai", ".wmf", ".emf"}
 # The only decoders ever tried. Image.open picks a plugin from the file's bytes, not its name, so
 # without this list an EPS renamed .jpg would reach Pillow's EPS plugin (which runs Ghostscript),

@@ -27,13 +27,13 @@ class ConvLayer(nn.Module):
     state-dict keys read as what they are and let BN folding find each conv/norm pair by name.
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: str | None = "none",
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: str = "none",
                  relu: bool = True, upsample: bool = False) -> None:
         super().__init__()
         self.upsample = upsample
         self.pad = nn.ReflectionPad2d(kernel // 2)
         self.conv = nn.Conv2d(cin, cout, kernel, stride)
-        self.norm = create_norm_layer(norm, cout) if norm is not None else nn.Identity()
+        self.norm = create_norm_layer(norm, cout)  # "none": an identity, no parameters
         self.act = nn.ReLU(inplace=True) if relu else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,19 +55,20 @@ class ResidualBlock(nn.Module):
 
 
 class TransformerNet(nn.Module):
-    """Photo -> stylized photo. ``norm`` picks the normalization, ``width`` the first conv's channels."""
+    """Photo -> stylized photo. ``norm`` picks the normalization (kept as ``norm_kind``: every layer's
+    ``norm`` is its norm module), ``width`` the first conv's channels."""
 
     def __init__(self, norm: str = "instance", width: int = 32, num_residual: int = 5) -> None:
         super().__init__()
         get_norm(norm)  # fail fast on a bad name
-        self.norm, self.width = norm, width
+        self.norm_kind, self.width = norm, width
         w = width
         self.encoder = nn.Sequential(ConvLayer(3, w, 9, norm=norm), ConvLayer(w, 2 * w, 3, 2, norm=norm),
                                      ConvLayer(2 * w, 4 * w, 3, 2, norm=norm))
         self.residuals = nn.Sequential(*[ResidualBlock(4 * w, norm) for _ in range(num_residual)])
         self.decoder = nn.Sequential(ConvLayer(4 * w, 2 * w, 3, norm=norm, upsample=True),
                                      ConvLayer(2 * w, w, 3, norm=norm, upsample=True),
-                                     ConvLayer(w, 3, 9, norm=None, relu=False))
+                                     ConvLayer(w, 3, 9, norm="none", relu=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Any H, W (odd, tiny): pad up to a multiple of 4 (>= 16), run, crop back to the input size."""

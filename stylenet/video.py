@@ -13,7 +13,6 @@ raise ``VideoError`` whose text is the one line to show the user.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .files import AtomicFile
 from .stylize import TILE_ABOVE_PIXELS, Stylizer, check_strength, keep_colors
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"})
@@ -159,15 +159,16 @@ class ClipWriter:
     shifted by the same time, so a variable frame rate and the sync with the sound survive. Without a
     ``time_base`` (or with ``pts=None``) frames are numbered on at ``fps``.
 
-    Writes to ``path`` + ".part" and renames on ``close()``, so an interrupted run never leaves a
-    half-written clip under the final name.
+    Writes to a temporary file beside ``path`` (``files.AtomicFile``) and renames it on ``close()``, so an
+    interrupted run never leaves a half-written clip under the final name.
     """
 
     def __init__(self, path: str | Path, size: tuple[int, int], fps: Fraction,
                  audio: av.audio.stream.AudioStream | None = None, *, time_base: Fraction | None = None,
                  start: int = 0) -> None:
         self.path = Path(path)
-        self.part = self.path.with_name(f".{self.path.name}.part")
+        self.target = AtomicFile(self.path)
+        self.part = self.target.tmp
         self.time_base = Fraction(time_base) if time_base else 1 / Fraction(fps)
         self.start = start
         self.step = max(1, round(1 / (Fraction(fps) * self.time_base)))  # one frame, for frames without pts
@@ -248,8 +249,7 @@ class ClipWriter:
         if self.audio is not None and not self.copy_audio and self.audio_start is not None:
             self.mux_audio(self.audio.encode(None))
         self.container.close()
-        os.replace(self.part, self.path)
-        return self.path
+        return self.target.commit()
 
     def abort(self) -> None:
         """Close without finishing and delete the partial file."""
@@ -257,7 +257,7 @@ class ClipWriter:
             self.container.close()
         except av.FFmpegError:
             pass  # the partial file is deleted anyway
-        self.part.unlink(missing_ok=True)
+        self.target.discard()
 
 
 def stylize_frames(stylizer: Stylizer, frames: list[np.ndarray], strength: float = 1.0,

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+from .paths import weights_dir
+
+WEIGHTS_DIR = weights_dir()  # read once, at import: $STYLENET_WEIGHTS, else the shipped folder
 
 
 def load_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image, ImageChops
-from stylenet.scripts import load_test
 
 from stylenet.checkpoint import read_metadata
 from stylenet.jobs import JobStore
 from stylenet.weights import build_manifest, load_manifest
 
+from . import helpers
 from .conftest import ROOT, make_checkpoint, smooth_image
 
 # The README's screenshot:
@@ -40,8 +40,8 @@ def app_folders(root: Path) -> dict[str, Path]:
 
 @contextmanager
 def running_app(weights, models, photos, log, flags=()):
-    """app.py on these folders, started as scripts/load_test.py starts it; yields its URL."""
-    with load_test.running_app(weights, log, "--models-dir", str(models), "--train-photos", str(photos),
+    """The app on these folders, started as scripts/load_test.py starts it; yields its URL."""
+    with helpers.running_app(weights, log, "--models-dir", str(models), "--train-photos", str(photos),
                                *flags) as (url, _):
         yield url
 
@@ -97,11 +97,11 @@ def test_an_upload_reaches_no_decoder_before_the_allowlist(tmp_path, monkeypatch
     from gradio.components.image import ImageData
     from PIL import Image as PILImage
 
-    import app
+    from stylenet.app import uploads
 
     eps = tmp_path / "scan.jpg"
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
-    component = app.photo_input("photo", 100)
+    component = uploads.photo_input("photo", 100)
     opened = []
 
     def spy(*args, **kwargs):
@@ -113,7 +113,7 @@ def test_an_upload_reaches_no_decoder_before_the_allowlist(tmp_path, monkeypatch
     assert opened == []
     monkeypatch.undo()
     with pytest.raises(gr.Error, match=r"scan.jpg: not an image in a supported format"):
-        app.read_upload(str(eps), 512)
+        uploads.read_upload(str(eps), 512)
 
 
 def test_eight_users_at_once(app_url, photo):
@@ -143,7 +143,7 @@ def test_over_full_queue_refuses_as_busy_and_nothing_hangs(tmp_path):
             except Exception as exc:  # noqa: BLE001 - the refusal is the outcome under test
                 outcomes.append(str(exc))
     refused = [o for o in outcomes if isinstance(o, str)]
-    assert refused and all(load_test.BUSY in o for o in refused), outcomes
+    assert refused and all(helpers.BUSY in o for o in refused), outcomes
     assert (640, 480) in outcomes  # the running and the waiting request are still served
 
 

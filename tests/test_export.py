@@ -4,7 +4,7 @@ import torch
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[test]')")
 
-from stylenet.scripts import export
+from stylenet.cli import export
 
 from stylenet.checkpoint import load_model
 

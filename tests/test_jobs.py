@@ -9,26 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylenet import jobs as jobs_module
+from stylenet.app.styles import StyleRegistry
 from stylenet.checkpoint import CheckpointError, load_model, read_metadata
-from stylenet.jobs import (
-    CANCEL_FILE,
-    JOBS_LOCK,
-    PREVIEW_SIDE,
-    REPO,
-    WORKER_LOCK,
-    WORKER_NICE,
-    Job,
-    JobError,
-    JobStore,
-    Limits,
-    Runner,
-    StopCheck,
-    UserStyle,
-    main,
-    worker_threads,
-)
-from stylenet.style_registry import StyleRegistry
+from stylenet.jobs import Job, JobError, JobStore, Limits, Runner, UserStyle
+from stylenet.jobs import runner as runner_module
+from stylenet.jobs.cli import main
+from stylenet.jobs.job import CANCEL_FILE, JOBS_LOCK, WORKER_LOCK
+from stylenet.jobs.runner import worker_threads
+from stylenet.jobs.store import PREVIEW_SIDE
+from stylenet.jobs.worker import WORKER_NICE, StopCheck
+from stylenet.paths import CHECKOUT as REPO
 from stylenet.train import state_path
 
 TINY = {"steps": 3, "image_size": 64, "width": 8}
@@ -279,7 +269,7 @@ def test_launch_says_running_before_the_worker_starts_and_never_doubles_a_worker
         seen.append(Job.load(job.folder).state)
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(jobs_module.subprocess, "Popen", no_worker)
+    monkeypatch.setattr(runner_module.subprocess, "Popen", no_worker)
     runner = Runner(store)
     with open(job.folder / WORKER_LOCK, "a") as held:  # its previous worker is still exiting
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -323,22 +313,22 @@ def test_job_files_are_changed_under_a_lock_other_processes_respect(store, paint
 
 
 def test_a_refresh_of_the_train_tab_reads_each_job_once(tmp_path, painting, photo_dir, monkeypatch):
-    from stylenet import ui_train
+    from stylenet.app import train as train_tab
 
     store = JobStore(tmp_path / "models", photo_dir, Limits(queue=6))
     made = [store.submit(painting, f"j{i}", ["instance"], "quick", TINY) for i in range(6)]
     reads = []
     load = Job.load.__func__
     monkeypatch.setattr(Job, "load", classmethod(lambda cls, folder: reads.append(folder) or load(cls, folder)))
-    registry = StyleRegistry({}, lambda style: style.name)
-    _, status, _, _, history, drawn = ui_train.live_view(store, registry, None, {})
+    registry = StyleRegistry({}, lambda style: style.name, store)
+    _, status, _, _, history, drawn = train_tab.live_view(store, registry, None, {})
     assert len(reads) == len(made)  # was: every job again for the registry, and for each job's queue position
     assert "position **1** in the queue" in status and "(position 6)" in history
     assert drawn["jobs"] == [(j.id, "queued", i) for i, j in enumerate(made, 1)]
 
 
 def test_latency_script_stops_on_a_failed_job_and_on_its_deadline():
-    from stylenet.scripts.train_latency import wait_for_training
+    from scripts.train_latency import wait_for_training
 
     scan, step = {"event": "scan", "done": 1, "total": 9}, {"event": "step", "step": 1}
     failed = {"event": "end", "state": "failed", "message": "training photos: none readable"}

@@ -2,7 +2,7 @@
 import pytest
 import torch
 from PIL import Image
-from stylenet.scripts.optimize import main
+from stylenet.cli.optimize import main
 
 from stylenet.optimize import LossWeights, Objective, optimize
 from stylenet.runtime import to_tensor

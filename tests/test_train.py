@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from stylenet.scripts import train as train_cli
-
 from stylenet import losses
 from stylenet import train as train_module
+from stylenet.cli import train as train_cli
 from stylenet.checkpoint import load_model, read_metadata, save_model
 from stylenet.data import ContentPhotos
 from stylenet.train import (

@@ -349,7 +349,7 @@ def test_smoothing_leaves_bn_alone(checkpoints):
 
 
 def test_webcam_frame_reports_size_and_rate(checkpoints):
-    from stylenet.ui_video import WEBCAM_SIDE, webcam_frame
+    from stylenet.app.video import WEBCAM_SIDE, webcam_frame
 
     models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
     frame = np.asarray(smooth_image(2, (640, 480)))
@@ -365,7 +365,7 @@ def test_video_api_keeps_the_frame_size_within_the_slider(tmp_path, checkpoints)
     negative side (2x2 frames) must not get through; NaN becomes the default."""
     import gradio as gr
 
-    from stylenet import ui_video
+    from stylenet.app import video as ui_video
 
     models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
     style = SimpleNamespace(models=models)
@@ -384,7 +384,7 @@ def test_video_api_keeps_the_frame_size_within_the_slider(tmp_path, checkpoints)
 
 
 def test_video_results_go_to_a_private_folder_removed_at_exit():
-    script = ("import stat; from stylenet import ui_video; folder = ui_video.results_dir(); "
+    script = ("import stat; from stylenet.app import video as ui_video; folder = ui_video.results_dir(); "
               "assert folder == ui_video.results_dir(); (folder / 'x.mp4').write_bytes(b'x'); "
               "print(folder, oct(stat.S_IMODE(folder.stat().st_mode)))")
     result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=ROOT)

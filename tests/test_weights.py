@@ -47,7 +47,7 @@ def write_log(path: Path, steps: range, style: float) -> None:
 
 
 def test_promoting_a_continuation_stacks_its_log_and_counts_all_steps(tmp_path):
-    from stylenet.scripts.train_zoo import promote
+    from scripts.train_zoo import promote
 
     weights, continued = tmp_path / "weights", tmp_path / "continued"
     weights.mkdir(), continued.mkdir()
@@ -75,7 +75,7 @@ def test_promoting_a_continuation_stacks_its_log_and_counts_all_steps(tmp_path):
 
 
 def test_a_stacked_log_is_unweighted_with_each_part_s_own_recipe(tmp_path):
-    from stylenet.scripts.compare import read_log
+    from scripts.compare import read_log
 
     log = tmp_path / "log.csv"
     write_log(log, range(1, 5), style=0.6)  # steps 1-2 from the warm start (style weight 3 ramped over 2 steps)

@@ -1,4 +1,4 @@
-"""The app's "Train a style" tab: a thin view over the job API (``stylenet.jobs``).
+"""The "Train a style" tab: a thin view over the job API (``stylenet.jobs``).
 
 Everything shown comes from the job folders, re-read every few seconds, so a reload or a second
 browser sees the same running job, its curves and previews, and the history. Each refresh (every
@@ -6,8 +6,8 @@ browser sees the same running job, its curves and previews, and the history. Eac
 files the finished jobs have (for the style registry) and reads the shown job's events.jsonl; queue
 positions are worked out from those same reads. Each browser session remembers what it last drew (a
 ``gr.State``) and sends only the outputs that changed, so an idle page costs the server those small
-reads, not a redraw. The other tabs' style lists (``style_lists``) read every job.json again every
-``STYLE_LISTS_REFRESH_S``.
+reads, not a redraw. The other tabs' style lists (``styles.style_lists``) read every job.json again
+every ``STYLE_LISTS_REFRESH_S``.
 """
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .jobs import Job, JobError, JobStore, queue_positions, read_events
-from .norms import NORM_KINDS, NORMS, norm_label
-from .style_registry import StyleRegistry
-from .train import PRESETS
+from ..jobs import Job, JobError, JobStore
+from ..jobs.job import queue_positions, read_events
+from ..norms import NORM_KINDS, NORMS, norm_label
+from ..train import PRESETS
+from ..units import duration
+from .styles import StyleRegistry
+from .uploads import photo_input
 
 REFRESH_S = 2.0  # the live view's refresh period
-STYLE_LISTS_REFRESH_S = 5.0
 LOSS_COLUMNS = ("step", "loss", "curve")
 
 
@@ -48,15 +50,6 @@ def loss_table(events: list[dict[str, Any]]) -> pd.DataFrame | None:
             for e in events if e["event"] == "step"
             for norm, losses in e["losses"].items() for part in ("style", "content")]
     return pd.DataFrame(rows, columns=list(LOSS_COLUMNS)) if rows else None
-
-
-def duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def status_text(job: Job | None, events: list[dict[str, Any]], position: int | None = None) -> str:
@@ -121,7 +114,7 @@ def live_view(store: JobStore, registry: StyleRegistry, selected: str | None, la
     """One refresh of the live view: (job dropdown, status, loss plot, previews, history, what was drawn),
     each ``gr.skip()`` where ``last`` (what this session drew) shows it already. Reads every job.json once."""
     jobs = store.jobs()
-    registry.sync(store.user_styles(jobs))
+    registry.refresh(jobs)
     positions = queue_positions(jobs)
     by_id = {j.id: j for j in jobs}
     job = by_id.get(selected) or default_job(jobs)
@@ -141,9 +134,8 @@ def live_view(store: JobStore, registry: StyleRegistry, selected: str | None, la
             now)
 
 
-def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..., gr.Image],
-              compare_photo: gr.Image | None = None) -> None:
-    """Build the tab inside the caller's ``gr.Tab``; ``photo_input`` makes a safe image upload."""
+def train_tab(store: JobStore, registry: StyleRegistry, compare_photo: gr.Image | None = None) -> None:
+    """Build the tab inside the caller's ``gr.Tab``; previews also use ``compare_photo`` (Compare's upload)."""
     limits = store.limits
     gr.Markdown("Upload a painting and train your own style. Every chosen norm trains **on the same batches** "
                 "of photos, side by side: watch Instance Norm find the style while Batch Norm lags. One job "
@@ -199,7 +191,7 @@ def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..
                 job = action(selected or "")
             except JobError as exc:
                 raise gr.Error(str(exc)) from None
-            registry.sync(store.user_styles())
+            registry.refresh()
             return f"{verb} **{job.name}**"
         return run
 
@@ -220,7 +212,7 @@ def train_tab(store: JobStore, registry: StyleRegistry, photo_input: Callable[..
     def jobs() -> list[dict]:
         """Every job with its state, queue position and, once done, its models."""
         found = store.jobs()
-        registry.sync(store.user_styles(found))
+        registry.refresh(found)
         positions = queue_positions(found)
         return [job_summary(j, positions.get(j.id)) for j in found]
 
@@ -243,27 +235,3 @@ def job_summary(job: Job, position: int | None) -> dict[str, Any]:
     return {"id": job.id, "name": job.name, "norms": job.norms, "state": job.state, "message": job.message,
             "position": position, "settings": job.settings, "resumable": job.resumable,
             "models": {n: str(job.model_path(n)) for n in job.norms if job.model_path(n).is_file()}}
-
-
-def style_lists(registry: StyleRegistry, store: JobStore, dropdowns: list[tuple[gr.Dropdown, Callable]]) -> None:
-    """Keep other tabs' style dropdowns in step with the registry (a job finished, a model was deleted).
-
-    Built outside any tab, so it ticks whichever tab is open. ``dropdowns`` pairs each dropdown with
-    a filter on the styles it may list; the shipped styles keep the dropdown's own order.
-    """
-    order = {id(dd): [value for _, value in dd.choices] for dd, _ in dropdowns}
-
-    def update(version: int):
-        registry.sync(store.user_styles())
-        if version == registry.version:
-            return [gr.skip()] * len(dropdowns) + [version]
-        updates = []
-        for dd, keep in dropdowns:
-            first = order[id(dd)]
-            choices = sorted(registry.choices(keep), key=lambda c: first.index(c[1]) if c[1] in first else len(first))
-            updates.append(gr.update(choices=choices))
-        return updates + [registry.version]
-
-    version = gr.State(0)
-    gr.Timer(STYLE_LISTS_REFRESH_S).tick(update, version, [dd for dd, _ in dropdowns] + [version], api_name=False,
-                                         show_progress="hidden")

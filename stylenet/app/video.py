@@ -1,8 +1,7 @@
-"""The app's moving pictures: the "Video" and "Webcam" tabs and the fifth "Why IN?" experiment.
+"""The app's moving pictures: the "Video" and "Webcam" tabs.
 
-Built by functions that ``app.py`` calls inside its Blocks, so the photo app stays readable. Every
-handler looks the style up in the app's style mapping at request time (styles trained while the app
-runs work too) and never changes a shared model: the temporal smoothing runs on a private copy.
+Every handler looks the style up in the app's style mapping at request time (styles trained while
+the app runs work too) and never changes a shared model: the temporal smoothing runs on a private copy.
 
 Webcam: Gradio's streaming image input, ``gr.Image(sources=["webcam"], streaming=True)`` with
 ``.stream(...)``. The browser grabs a frame every ``stream_every`` seconds and sends the next one
@@ -27,39 +26,18 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .explain import diff_image
-from .flicker import flicker, stylize_clip, synthetic_clip, warp
-from .images import limit_size
-from .norms import norm_label
-from .runtime import to_pil
-from .stylize import Stylizer
-from .temporal import STABILIZERS, stabilized
-from .video import VideoError, VideoLimits, probe, stylize_video
+from ..images import MAX_UPLOAD_BYTES, limit_size
+from ..norms import norm_label
+from ..stylize import Stylizer
+from ..temporal import STABILIZERS, stabilized
+from ..video import VideoError, VideoLimits, probe, stylize_video
+from .styles import PAIR, Style, pair_of, style_dropdown
 
-VIDEO_LIMITS = VideoLimits(max_seconds=10.0, max_pixels=1920 * 1088)  # and the app's 15 MB upload cap
+VIDEO_LIMITS = VideoLimits(max_seconds=10.0, max_pixels=1920 * 1088)  # and the upload size limit
+UPLOAD_MB = MAX_UPLOAD_BYTES / 2**20
 VIDEO_SIDE = (128, 480, 256)  # frame size slider: min, max, default (longest side, px)
 WEBCAM_SIDE = 256
 KEEP_RESULTS_S = 3600  # Gradio copies results into its cache; ours go after an hour
-PAIR = ("batch", "instance")
-EXPERIMENT_FRAMES, EXPERIMENT_SIZE = 8, (160, 120)
-FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
-
-
-def has_pair(style: Any) -> bool:
-    """The BN-vs-IN views (Why IN?, Video, Webcam) need both of a style's models."""
-    return set(PAIR) <= set(style.models)
-
-
-def pair_of(styles: Mapping[str, Any], style: str) -> dict[str, Stylizer]:
-    if style not in styles or not has_pair(styles[style]):
-        raise gr.Error(f"{style!r} needs both a BN and an IN model")
-    return {norm: styles[style].models[norm] for norm in PAIR}
-
-
-def style_dropdown(styles: Mapping[str, Any], names: list[str]) -> gr.Dropdown:
-    """The styles with a BN and an IN model; custom values let styles trained meanwhile through."""
-    pairs = [n for n in names if has_pair(styles[n])]
-    return gr.Dropdown(pairs, value=pairs[0] if pairs else None, label="Style", allow_custom_value=True)
 
 
 _results: list[Path] = []  # the process's private results folder, made on first use
@@ -68,7 +46,7 @@ _results_lock = threading.Lock()
 
 def results_dir() -> Path:
     """A folder of this process's own (``mkdtemp``: private, never shared with another app or user on
-    the machine), removed when the process exits, as app.py's ``ResultFiles`` does for images."""
+    the machine), removed when the process exits, as ``uploads.ResultFiles`` does for images."""
     with _results_lock:
         if not _results:
             folder = Path(tempfile.mkdtemp(prefix="stylenet-video-"))
@@ -97,7 +75,7 @@ def frame_side(side: Any) -> int:
     return default if math.isnan(value) else int(min(max(value, low), high))
 
 
-def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: Mapping[str, Any],
+def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: Mapping[str, Style],
                  progress: Callable[..., Any]) -> tuple[str, str, str]:
     """The clip through the style's BN and IN models: two MP4 paths and a one-line summary."""
     if not clip:
@@ -135,15 +113,15 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
     return outputs[0], outputs[1], note
 
 
-def video_tab(styles: Mapping[str, Any], names: list[str]) -> gr.Dropdown:
+def video_tab(styles: Mapping[str, Style], names: list[str]) -> gr.Dropdown:
     """Upload a short clip, get BN and IN side by side as playable videos; returns the style dropdown."""
-    gr.Markdown(f"Upload a short clip — at most **{VIDEO_LIMITS.max_seconds:g} s** and **15 MB** (mp4, mov, webm, "
-                "mkv; up to 1080p). Every frame goes through the style's BN and IN models and comes back as H.264 "
+    gr.Markdown(f"Upload a short clip — at most **{VIDEO_LIMITS.max_seconds:g} s** and **{UPLOAD_MB:g} MB** (mp4, mov, "
+                "webm, mkv; up to 1080p). Every frame goes through the style's BN and IN models and comes back as H.264 "
                 "with the original sound. CPU-bound: expect about a second of work per frame at 256 px, per model.")
     with gr.Row():
         with gr.Column(scale=1):
-            clip = gr.Video(label=f"Your clip (≤ {VIDEO_LIMITS.max_seconds:g} s, ≤ 15 MB)", sources=["upload"],
-                            elem_id="video-input")
+            clip = gr.Video(label=f"Your clip (≤ {VIDEO_LIMITS.max_seconds:g} s, ≤ {UPLOAD_MB:g} MB)",
+                            sources=["upload"], elem_id="video-input")
             style = style_dropdown(styles, names)
             low, high, default = VIDEO_SIDE
             side = gr.Slider(low, high, value=default, step=32, label="Frame size (longest side, px)")
@@ -183,7 +161,7 @@ def webcam_frame(models: dict[str, Stylizer], frame: np.ndarray | None,
     return outs[0], outs[1], text, (now, achieved or 0.0)
 
 
-def webcam_tab(styles: Mapping[str, Any], names: list[str]) -> gr.Dropdown:
+def webcam_tab(styles: Mapping[str, Style], names: list[str]) -> gr.Dropdown:
     """Live BN | IN of the camera stream at reduced size, with the frame rate; returns the dropdown."""
     gr.Markdown(f"Live stylization of your camera at {WEBCAM_SIDE} px, BN and IN side by side. The browser sends a "
                 "frame, waits for the result, then sends the next (Gradio's streaming image input), so the frame "
@@ -203,39 +181,3 @@ def webcam_tab(styles: Mapping[str, Any], names: list[str]) -> gr.Dropdown:
     cam.stream(handler, [cam, style, clock], [bn, inorm, rate, clock], stream_every=0.1, time_limit=120,
                show_progress="hidden", api_name=False)
     return style
-
-
-def flicker_experiment(styles: Mapping[str, Any], read_photo: Callable[[str | None, int], Image.Image],
-                       photo: gr.Image, style: gr.Dropdown, after: Any) -> None:
-    """(e) Where IN costs you: the measured flicker table, and a live pan over the user's photo,
-    run when the other experiments (``after``, their click event) have succeeded."""
-    gr.Markdown("### (e) Where IN costs you: flicker on video\n"
-                "IN recomputes its statistics on every frame, so when the picture changes — a pan brings new "
-                "content in — the normalization of *every* pixel changes with it and the colours shift from frame "
-                "to frame. BN's statistics are constants. Each stylized frame is warped onto the next with the "
-                "camera's exact motion; what remains is flicker (lower is steadier). *Tone* flicker is the shift of "
-                "the mean colour. The stability option smooths IN's statistics over time (EMA) without retraining.")
-    table = FIGURES / "flicker.md"
-    gr.Markdown(table.read_text() if table.is_file() else "Run `python scripts/flicker.py` for the measured table.")
-    if (FIGURES / "flicker.png").is_file():
-        gr.Image(str(FIGURES / "flicker.png"), label="Flicker vs style", interactive=False)
-    gallery = gr.Gallery(columns=3, height=200, label="Your photo, panned: |warped frame − next| ×4")
-    text = gr.Markdown()
-
-    def run(path: str | None, name: str):
-        models = pair_of(styles, name)
-        clip, cameras = synthetic_clip(read_photo(path, 512), "pan", EXPERIMENT_SIZE, EXPERIMENT_FRAMES)
-        variants = {"BN": models["batch"], "IN": models["instance"],
-                    "IN + EMA": stabilized(models["instance"], STABILIZERS["ema"])}
-        shown, lines = [], []
-        for label, stylizer in variants.items():
-            styled = stylize_clip(stylizer.forward, clip)
-            measured = flicker(styled, cameras)
-            middle = len(styled) // 2
-            warped, _ = warp(styled[middle - 1], cameras[middle - 1], cameras[middle])
-            shown.append((to_pil(diff_image(warped, styled[middle])), f"{label}: {measured.error:.4f}"))
-            lines.append(f"{label} {measured.error:.4f} (tone ×1000: {1000 * measured.tone:.2f})")
-        return shown, (f"**Pan over your photo, {EXPERIMENT_FRAMES} frames at {EXPERIMENT_SIZE[0]}x{EXPERIMENT_SIZE[1]}"
-                       f" — flicker: {', '.join(lines)}.**")
-
-    after.success(run, [photo, style], [gallery, text], api_name="why_in_flicker")

@@ -1,0 +1,6 @@
+"""``python -m stylenet``: the ``stylenet`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""A training job on disk: its request and state (``job.json``), its events, and the queue order.
+
+Everything about a job lives in its folder under the models folder (see ``stylenet.jobs``), so
+every process (the app, the worker, the command line) reads the same thing from files.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..files import replaced_atomically
+from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
+from ..norms import norm_label
+
+JOB_FILE, EVENTS_FILE, CANCEL_FILE, LOG_FILE = "job.json", "events.jsonl", "cancel", "worker.log"
+WORKER_LOCK, JOBS_LOCK, RUNNER_LOCK = "worker.lock", "jobs.lock", "runner.lock"
+STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+RESUMABLE = ("cancelled", "interrupted")
+
+
+class JobError(ValueError):
+    """A request the job API refuses; ``str()`` is the one line shown to the user."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; each is refused with a message naming the limit."""
+
+    painting_bytes: int = MAX_UPLOAD_BYTES
+    painting_pixels: int = MAX_UPLOAD_PIXELS
+    steps: int = 20_000
+    image_size: int = 512
+    width: int = 64
+    queue: int = 3  # jobs waiting behind the running one
+
+
+@dataclass
+class Job:
+    """One request: a painting, the norms to train on it, the settings, and where it stands."""
+
+    id: str
+    name: str
+    norms: list[str]
+    preset: str
+    settings: dict[str, int]  # steps, image_size, width: the preset's, or the user's within Limits
+    photos: str
+    state: str = "queued"
+    message: str = ""
+    created: float = 0.0
+    queued_at: float = 0.0
+    pid: int | None = None
+    previews: list[str] = field(default_factory=list)  # photo file names in the job folder
+    folder: Path = field(default=Path(), repr=False, compare=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> Job:
+        return cls(**json.loads((Path(folder) / JOB_FILE).read_text()), folder=Path(folder))
+
+    def save(self) -> None:
+        data = {k: v for k, v in asdict(self).items() if k != "folder"}
+        write_atomic(self.folder / JOB_FILE, json.dumps(data, indent=1))
+
+    @property
+    def painting(self) -> Path:
+        return self.folder / f"{self.name}.png"
+
+    def model_path(self, norm: str) -> Path:
+        return self.folder / f"{norm}.safetensors"
+
+    @property
+    def resumable(self) -> bool:
+        return self.state in RESUMABLE
+
+    def summary(self) -> str:
+        norms = " + ".join(norm_label(n) for n in self.norms)
+        return f"{self.name} ({norms}, {self.settings['steps']} steps) — {self.state}"
+
+
+@dataclass(frozen=True)
+class UserStyle:
+    """A finished job's models, as the app needs them to offer the style."""
+
+    name: str
+    painting: Path
+    files: dict[str, Path]
+    job_id: str
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file and rename it, so readers never see half a file."""
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)
+
+
+def append_event(folder: Path, event: dict[str, Any]) -> None:
+    with open(Path(folder) / EVENTS_FILE, "a") as f:
+        f.write(json.dumps({"time": round(time.time(), 3), **event}) + "\n")
+
+def read_events(folder: Path) -> list[dict[str, Any]]:
+    """The worker's events so far; a line still being written is skipped until it is whole."""
+    path = Path(folder) / EVENTS_FILE
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return events
+
+def worker_alive(folder: Path) -> bool:
+    """Whether a worker holds the job's ``worker.lock`` (it does from before it starts until it exits).
+
+    A pid alone cannot say: after a restart the pid in job.json may belong to any process, even one
+    of the app's own threads.
+    """
+    try:
+        handle = open(Path(folder) / WORKER_LOCK, "rb")  # noqa: SIM115 - closed below, which drops the lock
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+def queued_in_order(jobs: list[Job]) -> list[Job]:
+    """The waiting ones of ``jobs`` in the order they will run (first in, first out)."""
+    return sorted((j for j in jobs if j.state == "queued"), key=lambda j: (j.queued_at, j.id))
+
+def queue_positions(jobs: list[Job]) -> dict[str, int]:
+    """Job id -> place in the queue (1 = runs next) of the waiting ones of ``jobs``: one pass, no reading."""
+    return {job.id: i for i, job in enumerate(queued_in_order(jobs), 1)}
+

@@ -1,0 +1,275 @@
+"""The job API: submit, list, follow, cancel, resume and delete training jobs in one models folder.
+
+The folder holding the jobs has ``jobs.lock``: every read-modify-write of a job.json holds it
+(``JobStore.locked``), whichever process makes it.
+"""
+from __future__ import annotations
+
+import fcntl
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .. import paths
+from ..checkpoint import check_style_name
+from ..data import list_images
+from ..images import ImageError, limit_size, open_image
+from ..norms import NORM_KINDS
+from ..train import PRESETS
+from ..vgg import CACHE_NAME, VGGWeightsMissing, cache_dir, find_h5
+from .job import (
+    CANCEL_FILE,
+    JOB_FILE,
+    JOBS_LOCK,
+    Job,
+    JobError,
+    Limits,
+    UserStyle,
+    append_event,
+    queue_positions,
+    queued_in_order,
+    read_events,
+)
+
+PAINTING_SIDE = 2048  # longest side kept of a painting: style Grams use its short side at <= 512 px
+PREVIEW_SIDE = 256
+PREVIEW_PHOTO = "skimage_chelsea.jpg"  # the fixed example photo every job previews on
+
+
+def trainable_presets(limits: Limits) -> list[str]:
+    """The trainer's presets a request may choose as they are (within ``limits``), in the trainer's order."""
+    return [name for name, preset in PRESETS.items()
+            if preset["steps"] <= limits.steps and preset["image_size"] <= limits.image_size
+            and preset["width"] <= limits.width]
+
+
+
+class JobStore:
+    """The job API: submit, list, follow, cancel, resume and delete jobs in one models folder.
+
+    Methods are safe to call from several threads (the web server's); the state a worker writes
+    goes through files, so other processes (a second app, a script) see the same jobs.
+    """
+
+    def __init__(self, root: Path | None = None, photos: Path | None = None, limits: Limits = Limits(),
+                 reserved: tuple[str, ...] = ()) -> None:
+        self.root = Path(root or paths.user_models_dir()).resolve()
+        if (paths.CHECKOUT / ".git").exists() and self.root.is_relative_to(paths.CHECKOUT):
+            raise JobError(f"models folder {self.root} is inside the repository; choose one outside it")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.photos = Path(photos or paths.data_dir())
+        self.limits = limits
+        self.reserved = set(reserved)  # shipped style names a user style may not take
+        self.lock = threading.RLock()  # this process's threads; jobs.lock (see locked) other processes
+        self.lock_depth, self.lock_handle = 0, None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store for a read-modify-write of job files: against this process's other threads
+        and, through an flock on ``jobs.lock``, against other processes (the worker, the command line,
+        a second app). Re-entrant within a thread."""
+        with self.lock:
+            if self.lock_depth == 0:
+                handle = open(self.root / JOBS_LOCK, "a")  # noqa: SIM115 - closed when the outermost use ends
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                self.lock_handle = handle
+            self.lock_depth += 1
+            try:
+                yield
+            finally:
+                self.lock_depth -= 1
+                if self.lock_depth == 0:
+                    self.lock_handle.close()  # drops the flock
+                    self.lock_handle = None
+
+    @property
+    def presets(self) -> list[str]:
+        """The presets offered to users: the trainer's, less those over this store's limits."""
+        return trainable_presets(self.limits)
+
+    # -- reading ----------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        """Every job, oldest first (a folder whose job.json is unreadable is skipped)."""
+        found = []
+        for file in self.root.glob(f"*/{JOB_FILE}"):
+            try:
+                found.append(Job.load(file.parent))
+            except (OSError, ValueError, TypeError):
+                continue
+        return sorted(found, key=lambda j: (j.created, j.id))
+
+    def get(self, job_id: str) -> Job:
+        folder = self.root / str(job_id)
+        if not job_id or folder.parent != self.root or not (folder / JOB_FILE).is_file():
+            raise JobError(f"no job {job_id!r}")
+        return Job.load(folder)
+
+    def queued(self) -> list[Job]:
+        """Waiting jobs in the order they will run (first in, first out)."""
+        return queued_in_order(self.jobs())
+
+    def position(self, job: Job) -> int | None:
+        """1 = runs next; None when the job is not waiting (reads every job: for many, see queue_positions)."""
+        return queue_positions(self.jobs()).get(job.id)
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        return read_events(self.get(job_id).folder)
+
+    def user_styles(self, jobs: list[Job] | None = None) -> list[UserStyle]:
+        """The models of every finished job, oldest first (of ``jobs`` when given, else read now)."""
+        styles = []
+        for job in self.jobs() if jobs is None else jobs:
+            files = {n: job.model_path(n) for n in job.norms if job.model_path(n).is_file()}
+            if job.state == "done" and files:
+                styles.append(UserStyle(job.name, job.painting, files, job.id))
+        return styles
+
+    # -- requests ---------------------------------------------------------------------------
+    def submit(self, painting: str | Path, name: str, norms: list[str], preset: str = "quick",
+               overrides: dict[str, int] | None = None, preview_photo: str | Path | None = None) -> Job:
+        """Queue a job after checking everything that can be checked now; JobError says what is wrong."""
+        name = (name or "").strip() or Path(painting or "").stem
+        try:
+            check_style_name(name)
+        except ValueError as exc:
+            raise JobError(f"name: {exc}") from None
+        bad = [n for n in norms if n not in NORM_KINDS]
+        if not norms or bad:
+            raise JobError(f"choose at least one norm of {', '.join(NORM_KINDS)}" + (f" (not {bad[0]!r})" if bad else ""))
+        if preset not in PRESETS:
+            raise JobError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        settings = self.settings(preset, overrides or {})
+        img = self.open_painting(painting)
+        problem = check_photos(self.photos) or check_vgg()
+        if problem:
+            raise JobError(problem)
+        with self.locked():
+            if name in self.reserved or name in {j.name for j in self.jobs()}:
+                raise JobError(f"a style named {name!r} already exists; choose another name")
+            self.check_queue_room()
+            now = time.time()
+            job_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(3)
+            job = Job(job_id, name, [n for n in NORM_KINDS if n in norms], preset, settings, str(self.photos),
+                      created=now, queued_at=now, folder=self.root / job_id)
+            job.folder.mkdir()
+            img.save(job.painting)
+            job.previews = save_previews(job.folder, preview_photo)
+            job.save()
+        return job
+
+    def settings(self, preset: str, overrides: dict[str, int]) -> dict[str, int]:
+        """The preset's steps, image size and width, with the user's values within the limits."""
+        base = {k: int(PRESETS[preset][k]) for k in ("steps", "image_size", "width")}
+        chosen = base | {k: int(v) for k, v in overrides.items() if v}
+        ranges = {"steps": (1, self.limits.steps), "image_size": (32, self.limits.image_size),
+                  "width": (4, self.limits.width)}
+        for key, (lo, hi) in ranges.items():
+            if not lo <= chosen[key] <= hi:
+                raise JobError(f"{key.replace('_', ' ')} must be {lo} to {hi} (got {chosen[key]})")
+        return chosen
+
+    def open_painting(self, painting: str | Path | None) -> Image.Image:
+        """The painting through the project's safe image rules, within the upload limits."""
+        if not painting:
+            raise JobError("upload a painting first")
+        path = Path(painting)
+        if path.is_file() and path.stat().st_size > self.limits.painting_bytes:
+            raise JobError(f"{path.name}: {path.stat().st_size / 2**20:.1f} MB is over the "
+                           f"{self.limits.painting_bytes / 2**20:.0f} MB limit for paintings")
+        try:
+            img, _ = open_image(path, max_pixels=self.limits.painting_pixels)
+        except ImageError as exc:
+            raise JobError(str(exc).replace(str(path), path.name)) from None
+        return limit_size(img, PAINTING_SIDE)
+
+    def check_queue_room(self) -> None:
+        if len(self.queued()) >= self.limits.queue:
+            raise JobError(f"the queue is full ({self.limits.queue} waiting); try again when one has run")
+
+    def cancel(self, job_id: str) -> Job:
+        """A waiting job is cancelled at once; a running one is asked to stop (it keeps its checkpoint)."""
+        with self.locked():
+            job = self.get(job_id)
+            if job.state == "queued":
+                job.state, job.message = "cancelled", "cancelled before it started"
+                job.save()
+            elif job.state == "running":
+                (job.folder / CANCEL_FILE).touch()
+            else:
+                raise JobError(f"job {job.name!r} is {job.state}; only a queued or running job can be cancelled")
+        return job
+
+    def resume(self, job_id: str) -> Job:
+        """Queue a cancelled or interrupted job again; it continues from its last checkpoint."""
+        with self.locked():
+            job = self.get(job_id)
+            if not job.resumable:
+                raise JobError(f"job {job.name!r} is {job.state}; only a cancelled or interrupted job can resume")
+            self.check_queue_room()
+            (job.folder / CANCEL_FILE).unlink(missing_ok=True)
+            job.state, job.message, job.queued_at = "queued", "", time.time()
+            job.save()
+        return job
+
+    def delete(self, job_id: str) -> Job:
+        """Remove a job and its models (a running job must be cancelled first)."""
+        with self.locked():
+            job = self.get(job_id)
+            if job.state == "running":
+                raise JobError(f"job {job.name!r} is running; cancel it before deleting it")
+            shutil.rmtree(job.folder)
+        return job
+
+    # -- used by the runner -----------------------------------------------------------------
+    def finish(self, job: Job, state: str, message: str = "") -> None:
+        """Record a job's end: its state, and an ``end`` event for whoever follows it."""
+        with self.locked():
+            current = Job.load(job.folder)
+            current.state, current.message, current.pid = state, message, None
+            current.save()
+        append_event(job.folder, {"event": "end", "state": state, "message": message})
+
+
+def check_photos(folder: Path) -> str | None:
+    """Why ``folder`` cannot serve as training photos, or None. Unreadable files are found later
+    (the worker decodes every photo and fails with a clear line if none is readable)."""
+    if not Path(folder).is_dir():
+        return f"training photos: folder {folder} does not exist (start the app with --train-photos DIR)"
+    if not list_images(Path(folder)):
+        return f"training photos: no jpg/png/webp photo in {folder} (start the app with --train-photos DIR)"
+    return None
+
+
+def check_vgg() -> str | None:
+    """Why training cannot start on this machine (no VGG19 weights), or None: said at submit, not by a failed job."""
+    if (cache_dir() / CACHE_NAME).is_file():
+        return None
+    try:
+        find_h5()
+    except VGGWeightsMissing as exc:
+        return str(exc)
+    return None
+
+
+def save_previews(folder: Path, user_photo: str | Path | None) -> list[str]:
+    """Copy the fixed example photo (and the user's, when given) into the job, small, as PNG."""
+    names = []
+    for name, source in (("preview_example.png", paths.examples_dir() / PREVIEW_PHOTO), ("preview_yours.png", user_photo)):
+        if not source:
+            continue
+        try:
+            img, _ = open_image(source)
+        except ImageError:
+            continue  # a preview is a bonus: a photo that does not open is simply not previewed
+        limit_size(img, PREVIEW_SIDE).save(folder / name)
+        names.append(name)
+    return names
+
+
