@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Train every shipped checkpoint with one recipe: python scripts/train_zoo.py --data ../shared/data
+"""Train every shipped checkpoint with one recipe: python scripts/train_zoo.py --data DATA (holds train/, styles/)
 
 Each job trains all norms of one painting in one process, on the same batches (shared data, VGG and
 style Grams). Runs the jobs on ``--workers`` single-threaded processes (on a 2-core CPU two 1-thread

@@ -1,22 +1,18 @@
 """Video: tiny generated clips through the CLI and the library; temporal smoothing; the webcam handler."""
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from stylenet.stylize import Stylizer
-from stylenet.temporal import SmoothedStatsNorm, stabilized
 from stylenet.video import (
     ClipWriter,
     VideoError,
@@ -291,104 +287,3 @@ def test_even_size():
     assert even_size(1280, 720, 480) == (480, 270)
     assert even_size(3840, 2160, None) == (2048, 1152)  # over the tiling threshold: scaled, not tiled
     assert even_size(1000, 3, 512) == (512, 2)
-
-
-class FirstFrameStats(torch.nn.Module):
-    """An IN/GN layer that normalizes every image of the batch with image 0's mean and variance."""
-
-    def __init__(self, norm: torch.nn.InstanceNorm2d | torch.nn.GroupNorm) -> None:
-        super().__init__()
-        self.norm = norm
-        self.groups = norm.num_groups if isinstance(norm, torch.nn.GroupNorm) else norm.num_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        grouped = x.reshape(n, self.groups, -1)
-        var, mean = torch.var_mean(grouped[:1], dim=-1, keepdim=True, correction=0)
-        y = ((grouped - mean) / torch.sqrt(var + self.norm.eps)).reshape(n, c, h, w)
-        return y * self.norm.weight.view(1, c, 1, 1) + self.norm.bias.view(1, c, 1, 1)
-
-
-@pytest.mark.parametrize("norm", ["instance", "group"])
-def test_smoothed_statistics(checkpoints, tmp_path, norm):
-    from .conftest import make_checkpoint
-
-    path = checkpoints.get(norm) or make_checkpoint(tmp_path / f"g_{norm}.safetensors", norm)
-    stylizer = Stylizer.load(path, device="cpu", precision="fp32")
-    frames = torch.rand(6, 3, 32, 32)
-    plain = stylizer.forward(frames)
-    assert torch.allclose(stabilized(stylizer, 0.0).forward(frames), plain, atol=1e-5)  # momentum 0 = plain IN
-    smoothed = stabilized(stylizer, 0.9)
-    whole = smoothed.forward(frames)
-    assert (whole - plain).abs().mean() > 1e-3  # later frames use earlier frames' statistics
-    assert torch.allclose(whole[0], plain[0], atol=1e-5)  # the first frame has only its own
-    in_pieces = stabilized(stylizer, 0.9)
-    pieces = torch.cat([in_pieces.forward(frames[:2]), in_pieces.forward(frames[2:5]), in_pieces.forward(frames[5:])])
-    assert torch.allclose(pieces, whole, atol=1e-5)  # batching does not change the result
-    reference = stabilized(stylizer, 1.0).forward(frames)
-    assert torch.allclose(reference[0], plain[0], atol=1e-5)
-    assert (reference[1:] - plain[1:]).abs().mean() > 1e-3  # not each frame's own statistics, as plain IN
-    frozen = copy.copy(stylizer)  # an independent oracle: every norm uses frame 0's statistics
-    frozen.model = copy.deepcopy(stylizer.model)
-    for parent in list(frozen.model.modules()):
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, (torch.nn.InstanceNorm2d, torch.nn.GroupNorm)):
-                setattr(parent, child_name, FirstFrameStats(child))
-    assert torch.allclose(reference, frozen.forward(frames), atol=1e-5)  # frozen at the first frame's statistics
-    assert torch.equal(stylizer.forward(frames), plain)  # the shared model is untouched
-    assert not any(isinstance(m, SmoothedStatsNorm) for m in stylizer.model.modules())
-    assert any(isinstance(m, SmoothedStatsNorm) for m in smoothed.model.modules())
-
-
-def test_smoothing_leaves_bn_alone(checkpoints):
-    stylizer = Stylizer.load(checkpoints["batch"], device="cpu")
-    frames = torch.rand(3, 3, 32, 32)
-    assert torch.equal(stabilized(stylizer, 0.9).forward(frames), stylizer.forward(frames))
-    with pytest.raises(ValueError, match="momentum must be between 0 and 1"):
-        stabilized(stylizer, 1.5)
-
-
-def test_webcam_frame_reports_size_and_rate(checkpoints):
-    from stylenet.app.video import WEBCAM_SIDE, webcam_frame
-
-    models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
-    frame = np.asarray(smooth_image(2, (640, 480)))
-    bn, inorm, text, clock = webcam_frame(models, frame, None)
-    assert bn.size == inorm.size == (WEBCAM_SIDE, WEBCAM_SIDE * 3 // 4)
-    assert text.startswith("256x192 px · BN + IN take") and text.endswith("achieved: – fps")
-    _, _, text, clock2 = webcam_frame(models, frame, clock)
-    assert clock2[0] > clock[0] and clock2[1] > 0 and "achieved: –" not in text
-
-
-def test_video_api_keeps_the_frame_size_within_the_slider(tmp_path, checkpoints):
-    """The /video endpoint gets any number from an API call: 0 (no cap: 1080p through two models) or a
-    negative side (2x2 frames) must not get through; NaN becomes the default."""
-    import gradio as gr
-
-    from stylenet.app import video as ui_video
-
-    models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
-    style = SimpleNamespace(models=models)
-    with gr.Blocks() as demo:
-        ui_video.video_tab({"stripes": style}, ["stripes"])
-    handler = next(f.fn for f in demo.fns.values() if f.api_name == "video")
-    clip = make_clip(tmp_path / "big.mp4", frames=2, size=(640, 480), audio=False)
-    low, high, default = ui_video.VIDEO_SIDE
-    for side, longest in ((0, low), (-5, low), (10_000, high), (float("nan"), default), (320.7, 320)):
-        bn, inorm, note = handler(str(clip), "stripes", side, False, progress=lambda *args, **kwargs: None)
-        for out in (bn, inorm):
-            assert read_clip(Path(out))["size"] == (longest, longest * 3 // 4), side
-        assert f"longest side {longest} px;" in note
-    with pytest.raises(gr.Error, match="Frame size must be a number"):
-        handler(str(clip), "stripes", "big", False, progress=lambda *args, **kwargs: None)
-
-
-def test_video_results_go_to_a_private_folder_removed_at_exit():
-    script = ("import stat; from stylenet.app import video as ui_video; folder = ui_video.results_dir(); "
-              "assert folder == ui_video.results_dir(); (folder / 'x.mp4').write_bytes(b'x'); "
-              "print(folder, oct(stat.S_IMODE(folder.stat().st_mode)))")
-    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    folder, mode = result.stdout.split()
-    assert Path(folder).name.startswith("stylenet-video-") and mode == "0o700"  # mkdtemp: this process's own
-    assert not Path(folder).exists()  # removed when the app exits

@@ -16,10 +16,7 @@ import gradio as gr
 from PIL import Image
 
 from .. import paths
-from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, ImageError, limit_size, open_image
-
-__all__ = ["MAX_UPLOAD_BYTES", "ResultFiles", "example_photos", "photo_input", "read_upload"]
-
+from ..images import MAX_UPLOAD_PIXELS, ImageError, limit_size, open_image
 
 def read_upload(path: str | None, max_side: int) -> Image.Image:
     """The user's photo, safely opened, capped at ``max_side``; gr.Error (shown in the UI) otherwise."""

@@ -1,7 +1,7 @@
 """``stylenet``: one command for everything the project runs (``python -m stylenet`` is the same).
 
 Each subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> exit code``; the
-module's ``main(argv)`` runs it alone (``scripts/*.py`` and the tests call that).
+module's ``main(argv)`` runs it alone (``scripts/*.py`` and the tests call that) with the same parser.
 """
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
             cli.add_arguments(child)
             child.set_defaults(run=cli.run)
     return top
+
+
+def parse_args(command: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """``argv`` (default: the process's) parsed as ``stylenet COMMAND argv``: how each command's own
+    ``main`` parses, so ``scripts/COMMAND.py`` and ``stylenet COMMAND`` take the same flags."""
+    argv = sys.argv[1:] if argv is None else argv
+    return parser(command).parse_args([command, *argv])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylenet import cli
 from stylenet.checkpoint import CheckpointError, load_model
 from stylenet.files import replaced_atomically
 from stylenet.transformer import DOWNSCALE, MIN_SIZE
@@ -92,9 +93,6 @@ def max_differences(model: nn.Module, session: onnxruntime.InferenceSession,
     return result
 
 
-DESCRIPTION = "Export a trained style for other runtimes."
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``export`` command's flags (``stylenet export --help``)."""
     p.add_argument("weights", help="checkpoint path or shipped name like starry_night/instance")
@@ -103,9 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="stylenet export", description=DESCRIPTION)
-    add_arguments(p)
-    return p.parse_args(argv)
+    """``argv`` as ``stylenet export`` parses it."""
+    return cli.parse_args("export", argv)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stylenet import cli
 from stylenet.images import ImageError, limit_size, open_image
 from stylenet.optimize import LossWeights, optimize
 from stylenet.runtime import pick_device, to_pil, to_tensor
@@ -20,9 +21,6 @@ from stylenet.train import Recipe, style_targets
 from stylenet.vgg import VGGFeatures, VGGWeightsMissing
 
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-DESCRIPTION = "Stylize one photo by L-BFGS on its pixels (Gatys et al.)."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,9 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="stylenet optimize", description=DESCRIPTION)
-    add_arguments(p)
-    return p.parse_args(argv)
+    """``argv`` as ``stylenet optimize`` parses it."""
+    return cli.parse_args("optimize", argv)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from stylenet import cli
 from stylenet.checkpoint import CheckpointError
 from stylenet.data import IMAGE_SUFFIXES
 from stylenet.files import replaced_atomically
@@ -29,9 +30,6 @@ from stylenet.video import (
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 EXTRA_SUFFIXES = {".gif", ".bmp", ".tif", ".tiff"} | VECTOR_SUFFIXES  # tried, so they get a reason
-
-
-DESCRIPTION = "Apply trained styles to photos."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,9 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="stylenet stylize", description=DESCRIPTION)
-    add_arguments(p)
-    return p.parse_args(argv)
+    """``argv`` as ``stylenet stylize`` parses it."""
+    return cli.parse_args("stylize", argv)
 
 
 def is_video(path: Path, gif_as_video: bool) -> bool:

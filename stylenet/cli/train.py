@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from stylenet import cli
 from stylenet.checkpoint import CheckpointError
 from stylenet.data import NoImagesError
 from stylenet.norms import NORM_KINDS, norm_label
@@ -35,9 +36,6 @@ from stylenet.units import duration
 from stylenet.vgg import VGGWeightsMissing
 
 RECIPE_FIELDS = {f.name for f in fields(Recipe)}
-
-
-DESCRIPTION = "Train feed-forward style transfer networks for one painting."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,9 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="stylenet train", description=DESCRIPTION)
-    add_arguments(p)
-    return p.parse_args(argv)
+    """``argv`` as ``stylenet train`` parses it."""
+    return cli.parse_args("train", argv)
 
 
 def resolve_recipe(args: argparse.Namespace) -> Recipe:
