@@ -73,6 +73,24 @@ def photo(tmp_path) -> Path:
     return path
 
 
+def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
+    """The builders are plain functions: the whole Blocks, and compare called directly."""
+    from stylenet.app.compare import compare
+    from stylenet.app.server import build
+    from stylenet.app.styles import StyleRegistry, load_styles, user_style
+    from stylenet.app.uploads import ResultFiles
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    make_tiny_weights(weights)
+    styles = StyleRegistry(load_styles(weights), user_style)
+    demo = build(styles)
+    assert {"compare", "why_in", "why_in_flicker", "video"} <= {f.api_name for f in demo.fns.values()}
+    pair, gallery, note = compare(styles, ResultFiles(), str(photo), "starry_night")
+    assert [Image.open(p).size for p in pair] == [(120, 90)] * 2
+    assert [caption.split(" ")[0] for _, caption in gallery] == ["BN", "IN", "LN"] and note == "120x90 px, 3 models"
+
+
 def test_compare_returns_bn_and_in(app_url, photo):
     client = Client(app_url, verbose=False)
     pair, gallery, note = client.predict(handle_file(str(photo)), "starry_night", api_name="/compare")
