@@ -115,9 +115,10 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
 
 def video_tab(styles: Mapping[str, Style], names: list[str]) -> gr.Dropdown:
     """Upload a short clip, get BN and IN side by side as playable videos; returns the style dropdown."""
-    gr.Markdown(f"Upload a short clip — at most **{VIDEO_LIMITS.max_seconds:g} s** and **{UPLOAD_MB:g} MB** (mp4, mov, "
-                "webm, mkv; up to 1080p). Every frame goes through the style's BN and IN models and comes back as H.264 "
-                "with the original sound. CPU-bound: expect about a second of work per frame at 256 px, per model.")
+    gr.Markdown(f"Upload a short clip — at most **{VIDEO_LIMITS.max_seconds:g} s** and **{UPLOAD_MB:g} MB** "
+                "(mp4, mov, webm, mkv; up to 1080p). Every frame goes through the style's BN and IN models and comes "
+                "back as H.264 with the original sound. CPU-bound: expect about a second of work per frame at 256 px, "
+                "per model.")
     with gr.Row():
         with gr.Column(scale=1):
             clip = gr.Video(label=f"Your clip (≤ {VIDEO_LIMITS.max_seconds:g} s, ≤ {UPLOAD_MB:g} MB)",

@@ -16,8 +16,6 @@ the same thing:
     worker.log      the worker's own output
     NORM.safetensors (+ .train.safetensors, .csv)   the models, in the library's checkpoint format
 
-The folder holding the jobs also has ``jobs.lock``: every read-modify-write of a job.json holds it
-(``JobStore.locked``), whichever process makes it, and ``runner.lock``, held by the one runner that
 The folder holding the jobs also has ``jobs.lock`` (held for every read-modify-write of a job.json)
 and ``runner.lock`` (held by the one runner that launches jobs).
 
