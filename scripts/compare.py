@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from stylenet.data import list_images, load_rgb
+from stylenet.figures import contact_sheet
 from stylenet.norms import NORM_KINDS, NORMS, norm_label
 from stylenet.optimize import LossWeights, Objective, Optimized, optimize
 from stylenet.runtime import to_pil, to_tensor
@@ -209,23 +210,6 @@ def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192, ref
         row = [img, paintings[style]] + [stylizers[(style, n)](img) if (style, n) in stylizers else None for n in norms]
         tiles.append(row + ([optimized.get((style, photo.name))] if reference else []))
     contact_sheet(cols, tiles, out, side)
-
-
-def contact_sheet(header: list[str], rows: list[list[Image.Image | None]], out: Path, side: int) -> None:
-    """A labelled grid of pictures, each fitted into a ``side`` x ``side`` cell (None leaves it blank)."""
-    from PIL import ImageDraw
-
-    canvas = Image.new("RGB", (side * len(header), side * len(rows) + 28), "white")
-    draw = ImageDraw.Draw(canvas)
-    for c, name in enumerate(header):
-        draw.text((c * side + (side - draw.textlength(name)) // 2, 8), name, fill="black")
-    for r, row in enumerate(rows):
-        for c, tile in enumerate(row):
-            if tile is not None:
-                tile = tile.copy()
-                tile.thumbnail((side - 4, side - 4))
-                canvas.paste(tile, (c * side + (side - tile.width) // 2, 28 + r * side + (side - tile.height) // 2))
-    canvas.save(out)
 
 
 def read_log(path: Path, recipe: dict, init: dict | None = None) -> dict[str, list[float]]:

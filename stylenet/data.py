@@ -60,6 +60,18 @@ class ContentPhotos:
             raise NoImagesError(f"no readable jpg/png/webp photo in {folder} ({len(skipped)} unreadable)")
         return cls(images, skipped)
 
+    def split(self, count: int, size: int) -> tuple[ContentPhotos, torch.Tensor | None]:
+        """Hold ``count`` photos out of training (at most a tenth of them, spread evenly over the sorted
+        folder, so the choice is the same on every run): the photos left to train on, and the held-out
+        ones as ``size`` x ``size`` centre crops in [0, 1] (None when none are held out)."""
+        count = min(count, len(self.images) // 10)
+        if count <= 0:
+            return self, None
+        held = {round(i * len(self.images) / count) for i in range(count)}
+        crops = [TF.center_crop(img, [size, size]) for i, img in enumerate(self.images) if i in held]
+        rest = [img for i, img in enumerate(self.images) if i not in held]
+        return ContentPhotos(rest, self.skipped), torch.stack(crops).float().div_(255.0)
+
     def batch(self, batch_size: int, size: int, generator: torch.Generator) -> torch.Tensor:
         """A random batch of ``size`` x ``size`` crops with random flips, drawn from ``generator``
         alone so that a resumed run sees exactly the batches an uninterrupted one would."""

@@ -42,17 +42,19 @@ class Objective:
     """The perceptual loss of an output image for one photo and one painting (fp32).
 
     The photo's content features are computed once; ``terms`` gives the unweighted relative errors
-    (content at relu2_2, style over the Gram layers, total variation) of any image of the photo's size.
+    (content at ``content_layer``, a recipe's choice, style over the Gram layers, total variation) of
+    any image of the photo's size.
     """
 
-    def __init__(self, vgg: VGGFeatures, photo: torch.Tensor, grams: dict[str, torch.Tensor]) -> None:
-        self.vgg, self.grams = vgg, grams
+    def __init__(self, vgg: VGGFeatures, photo: torch.Tensor, grams: dict[str, torch.Tensor],
+                 content_layer: str = CONTENT_LAYER) -> None:
+        self.vgg, self.grams, self.content_layer = vgg, grams, content_layer
         with torch.no_grad():
-            self.content_target = vgg(photo, upto=CONTENT_LAYER)[CONTENT_LAYER]
+            self.content_target = vgg(photo, upto=content_layer)[content_layer]
 
     def terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.vgg(image)
-        return {"content": content_loss(feats[CONTENT_LAYER], self.content_target),
+        return {"content": content_loss(feats[self.content_layer], self.content_target),
                 "style": style_loss(feats, self.grams),
                 "tv": total_variation(image)}
 
@@ -72,7 +74,8 @@ class Optimized:
 
 
 def optimize(photo: torch.Tensor, grams: dict[str, torch.Tensor], vgg: VGGFeatures, weights: LossWeights,
-             iters: int, progress: bool = True, measure_clamped: bool = False) -> Optimized:
+             iters: int, progress: bool = True, measure_clamped: bool = False,
+             content_layer: str = CONTENT_LAYER) -> Optimized:
     """L-BFGS on the pixels, starting from the photo ((1, 3, H, W) in [0, 1], on the VGG's device).
 
     Pixels are free while optimizing and clamped to [0, 1] once at the end, as in Gatys's and
@@ -86,7 +89,7 @@ def optimize(photo: torch.Tensor, grams: dict[str, torch.Tensor], vgg: VGGFeatur
     as in those implementations), so iterations and evaluations are the same count.
     ``measure_clamped`` adds one VGG forward per iteration to score the clamped image too.
     """
-    objective = Objective(vgg, photo, grams)
+    objective = Objective(vgg, photo, grams, content_layer)
     image = photo.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=1)
     history: list[dict[str, float]] = []

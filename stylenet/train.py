@@ -37,6 +37,7 @@ from .checkpoint import (
 from .compiled_norm import compile_instance_norms
 from .data import ContentPhotos, load_rgb
 from .files import replaced_atomically
+from .guard import SpikeGuard
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .runtime import native_bf16, pick_device, to_tensor
 from .transformer import TransformerNet
@@ -45,7 +46,8 @@ from .weights import sha256_file, total_steps
 
 # Recipe fields that must match for --resume to continue the same run.
 RESUME_MUST_MATCH = ("width", "image_size", "batch_size", "lr", "content_weight", "style_weight", "tv_weight",
-                     "style_size", "style_warmup", "lr_warmup", "seed", "style_sha256", "contrast_normalize")
+                     "style_size", "style_warmup", "lr_warmup", "seed", "style_sha256", "contrast_normalize",
+                     "content_layer", "validation_photos")
 LOG_COLUMNS = ("step", "content", "style", "tv", "total", "images_per_s", "seconds")
 
 
@@ -75,6 +77,14 @@ class Recipe:
     log_every: int = 10
     contrast_normalize: bool = False
     style_sha256: str = ""
+    # The VGG layer whose features the output must keep: relu2_2 pins edges and fine detail in
+    # place, deeper layers keep the objects but let the strokes move (docs/recipe.md measures it).
+    content_layer: str = CONTENT_LAYER
+    # Photos of the content folder kept out of training to choose the best checkpoint on (at most a
+    # tenth of the folder); 0 keeps every photo for training and the last checkpoint only.
+    validation_photos: int = 0
+    # A step whose loss exceeds this many times the running median is skipped (guard.py); 0: never.
+    spike_factor: float = 4.0
 
     def __post_init__(self) -> None:
         if not self.style_sha256 and Path(self.style).is_file():
@@ -98,9 +108,9 @@ class Recipe:
 # the loss weights, style size and style warm-up of the shipped CPU recipe; full: Johnson et al.'s schedule.
 PRESETS: dict[str, dict[str, float]] = {
     "quick": {"image_size": 128, "batch_size": 4, "steps": 1000, "width": 16,
-              "style_weight": 3.0, "tv_weight": 10.0, "style_size": 256, "style_warmup": 150},
-    "standard": {"image_size": 256, "batch_size": 4, "steps": 2000, "width": 32},
-    "full": {"image_size": 256, "batch_size": 4, "steps": 40000, "width": 32},
+              "style_weight": 3.0, "tv_weight": 10.0, "style_size": 256, "style_warmup": 150, "validation_photos": 16},
+    "standard": {"image_size": 256, "batch_size": 4, "steps": 2000, "width": 32, "validation_photos": 16},
+    "full": {"image_size": 256, "batch_size": 4, "steps": 40000, "width": 32, "validation_photos": 16},
 }
 DEFAULT_PRESET = "standard"
 
@@ -147,10 +157,17 @@ class NormRun:
     out: Path
     log: Path
     init: dict[str, Any] | None = None  # the warm-start checkpoint: file name, sha256, its steps
+    guard: SpikeGuard | None = None
+    skipped: list[int] = field(default_factory=list)  # steps the guard refused, 1-based like the log
+    best: dict[str, Any] = field(default_factory=dict)  # the best checkpoint's step and validation loss
 
     @property
     def state(self) -> Path:
         return state_path(self.out)
+
+    @property
+    def best_out(self) -> Path:
+        return best_path(self.out)
 
 
 @dataclass(frozen=True)
@@ -184,6 +201,7 @@ class StepEvent:
     eta_seconds: float
     elapsed_seconds: float
     models: dict[str, TransformerNet] = field(repr=False)
+    skipped: tuple[str, ...] = ()  # norms whose update the spike guard refused at this step
 
 
 class Listener:
@@ -231,6 +249,11 @@ class Pace:
 def state_path(out: Path) -> Path:
     """The training-state file kept beside the model file (``x.safetensors`` -> ``x.train.safetensors``)."""
     return Path(out).with_suffix(".train.safetensors")
+
+
+def best_path(out: Path) -> Path:
+    """The best checkpoint on the validation photos, beside the last (``x.safetensors`` -> ``x.best.safetensors``)."""
+    return Path(out).with_suffix(".best.safetensors")
 
 
 def output_paths(pattern: str | Path, style: str, norms: Sequence[str], suffix: str) -> dict[str, Path]:
@@ -303,7 +326,8 @@ class TrainStep:
     def __init__(self, recipe: Recipe, vgg: VGGFeatures, grams: dict[str, torch.Tensor], mode: StepMode,
                  device: torch.device) -> None:
         self.recipe, self.vgg, self.grams, self.mode, self.device = recipe, vgg, grams, mode, device
-        self.content_upto = CONTENT_LAYER if mode.short_content_pass else None
+        self.content_layer = recipe.content_layer
+        self.content_upto = recipe.content_layer if mode.short_content_pass else None
         self.forward = torch.compile(self.stylize_and_look) if mode.compile else self.stylize_and_look
 
     def autocast(self) -> torch.autocast:
@@ -321,20 +345,37 @@ class TrainStep:
         ``.float()`` features would still be computed in bf16."""
         r = self.recipe
         feats = {name: f.float() for name, f in feats.items()}
-        terms = {"content": r.content_weight * content_loss(feats[CONTENT_LAYER], target),
+        terms = {"content": r.content_weight * content_loss(feats[self.content_layer], target),
                  "style": style_weight(r, step) * style_loss(feats, self.grams),
                  "tv": r.tv_weight * total_variation(y.float())}
         return terms | {"total": terms["content"] + terms["style"] + terms["tv"]}
 
-    def __call__(self, runs: Sequence[NormRun], batch: torch.Tensor, step: int) -> dict[str, dict[str, torch.Tensor]]:
-        """Update every model on ``batch`` (uint8-derived floats in [0, 1]); returns each norm's terms."""
+    def inputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's input for ``batch`` (uint8-derived floats in [0, 1]) and its content target."""
         x = batch.to(self.device)
         if self.recipe.contrast_normalize:
             x = normalize_contrast(x)
         x = x.contiguous(memory_format=self.mode.memory_format)
         with torch.no_grad(), self.autocast():
-            target = self.vgg(x, upto=self.content_upto)[CONTENT_LAYER]
-        target = target.float()
+            target = self.vgg(x, upto=self.content_upto)[self.content_layer]
+        return x, target.float()
+
+    @torch.no_grad()
+    def validation_loss(self, model: TransformerNet, photos: torch.Tensor) -> float:
+        """The objective at its full style weight on held-out photos, with the model in eval mode:
+        what it would ship as (BN with its running statistics). Chooses the best checkpoint."""
+        x, target = self.inputs(photos)
+        model.eval()
+        try:
+            y, feats = self.stylize_and_look(model, x)
+            return self.loss_terms(y, feats, target, self.recipe.steps)["total"].item()
+        finally:
+            model.train()
+
+    def __call__(self, runs: Sequence[NormRun], batch: torch.Tensor, step: int) -> dict[str, dict[str, torch.Tensor]]:
+        """Update every model on ``batch`` (uint8-derived floats in [0, 1]); returns each norm's terms.
+        A model whose loss the spike guard calls a spike keeps its weights (``run.skipped``)."""
+        x, target = self.inputs(batch)
         terms = {}
         for run in runs:
             run.optimizer.zero_grad(set_to_none=True)
@@ -346,6 +387,9 @@ class TrainStep:
                 raise TrainingDiverged(f"the {norm} model's loss became {t['total'].item()} at step {step + 1}; "
                                        "its last good checkpoint is kept (try a lower --lr)")
         for run in runs:
+            if run.guard and run.guard.is_spike(terms[run.norm]["total"].item()):
+                run.skipped.append(step + 1)
+                continue
             for group in run.optimizer.param_groups:
                 group["lr"] = learning_rate(self.recipe, step)
             run.optimizer.step()
@@ -359,7 +403,8 @@ def new_run(norm: str, recipe: Recipe, mode: StepMode, device: torch.device, out
     if mode.compiled_instance_norm:
         compile_instance_norms(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=mode.fused_adam)
-    return NormRun(norm, model, optimizer, out, log)
+    guard = SpikeGuard(recipe.spike_factor) if recipe.spike_factor else None
+    return NormRun(norm, model, optimizer, out, log, guard=guard)
 
 
 def warm_starts(paths: Sequence[Path], norms: Sequence[str], width: int) -> dict[str, Path]:
@@ -502,18 +547,30 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
     if start == recipe.steps and all(run.out.is_file() for run in runs):
         return {run.norm: read_metadata(run.out) for run in runs}
 
-    vgg = VGGFeatures.oxford().to(dev, memory_format=mode.memory_format)
+    vgg = VGGFeatures.oxford(STYLE_LAYERS + (recipe.content_layer,)).to(dev, memory_format=mode.memory_format)
     grams = style_targets(vgg, recipe.style, recipe.style_size, dev)
-    photos = ContentPhotos.scan(Path(recipe.content), recipe.image_size, on_progress=listener.on_scan)
+    photos, validation = ContentPhotos.scan(Path(recipe.content), recipe.image_size,
+                                            on_progress=listener.on_scan).split(recipe.validation_photos,
+                                                                                recipe.image_size)
     train_step = TrainStep(recipe, vgg, grams, mode, dev)
     generator = torch.Generator().manual_seed(recipe.seed)
     if saved:  # after everything that draws from the global RNG (VGG's init), which the states record
         for run in runs:
             restore(run, generator)
+            run.skipped, run.best = list(saved[run.norm].get("skipped_steps", [])), saved[run.norm].get("best", {})
 
     def metadata(run: NormRun, step: int) -> dict[str, Any]:
         return {**provenance(recipe, len(photos.images)), "steps": step, "final_losses": losses.get(run.norm, {}),
-                "stylenet_version": __version__, "step": step} | ({"init": run.init} if run.init else {})
+                "stylenet_version": __version__, "step": step, "skipped_steps": run.skipped,
+                "validation_photos": 0 if validation is None else len(validation)} | (
+                    {"init": run.init} if run.init else {}) | ({"best": run.best} if run.best else {})
+
+    def keep_best(run: NormRun, step: int) -> None:
+        """Write the model to its best file when its validation loss is the lowest so far."""
+        loss = train_step.validation_loss(run.model, validation)
+        if not run.best or loss < run.best["validation_loss"]:
+            run.best = {"step": step, "validation_loss": round(loss, 5)}
+            save_model(run.model, metadata(run, step), run.best_out)
 
     def checkpoint(step: int, with_models: bool) -> None:
         # The states of a group must stay at one step (resume refuses otherwise): Ctrl-C and SIGTERM
@@ -521,6 +578,8 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             for run in runs:
+                if validation is not None:
+                    keep_best(run, step)
                 save_train_state(run.model, run.optimizer, generator, metadata(run, step), run.state)
                 if with_models:
                     save_model(run.model, metadata(run, step), run.out)
@@ -545,7 +604,8 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
                                             round(pace.images_per_s, 3), round(pace.elapsed, 1)])
         listener.on_step(StepEvent(done, recipe.steps, losses, pace.images_per_s,
                                    (recipe.steps - done) * pace.step_seconds, pace.elapsed,
-                                   {run.norm: run.model for run in runs}))
+                                   {run.norm: run.model for run in runs},
+                                   tuple(run.norm for run in runs if run.skipped[-1:] == [done])))
         if done < recipe.steps and listener.should_stop():
             break
         if done % recipe.checkpoint_every == 0 and done < recipe.steps:

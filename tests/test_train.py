@@ -381,3 +381,92 @@ def test_corrupt_vgg_file_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("STYLENET_VGG_H5", str(fake))
     with pytest.raises(VGGWeightsMissing, match="expected 253f8cb5"):
         load_oxford_weights()
+
+
+@pytest.fixture
+def twenty_photos(tmp_path):
+    from .conftest import smooth_image
+
+    folder = tmp_path / "twenty"
+    folder.mkdir()
+    for i in range(20):
+        smooth_image(i).save(folder / f"p{i:02d}.png")
+    return folder
+
+
+def test_split_holds_out_at_most_a_tenth_the_same_every_time(twenty_photos):
+    photos = ContentPhotos.scan(twenty_photos, 32)
+    rest, held = photos.split(5, 32)
+    assert len(rest.images) == 18 and held.shape == (2, 3, 32, 32)  # capped at 20 // 10
+    assert 0 <= held.min() and held.max() <= 1
+    again_rest, again_held = ContentPhotos.scan(twenty_photos, 32).split(5, 32)
+    assert torch.equal(held, again_held)
+    assert all(torch.equal(a, b) for a, b in zip(rest.images, again_rest.images))
+    assert photos.split(0, 32) == (photos, None)
+
+
+def test_best_checkpoint_on_validation_photos_kept_beside_the_last(tmp_path, twenty_photos, painting):
+    out = tmp_path / "m.safetensors"
+    recipe = Recipe(style=str(painting), content=str(twenty_photos), steps=6, checkpoint_every=2,
+                    validation_photos=2, **TINY)
+    last = train(recipe, ["batch"], out, device="cpu")["batch"]
+    best_file = train_module.best_path(out)
+    assert best_file.name == "m.best.safetensors"
+    best = read_metadata(best_file)
+    assert last["training_set"]["photos"] == 18 and last["validation_photos"] == 2
+    assert best["step"] in (2, 4, 6) and last["best"]["step"] == best["step"]
+    assert last["best"]["validation_loss"] == best["best"]["validation_loss"] > 0
+    load_model(best_file)  # a model like any other
+
+
+def test_validation_loss_uses_eval_mode_and_leaves_training_mode(twenty_photos, painting):
+    from stylenet.vgg import VGGFeatures
+
+    recipe = Recipe(style=str(painting), content=str(twenty_photos), **TINY)
+    vgg = VGGFeatures.oxford()
+    step = train_module.TrainStep(recipe, vgg, train_module.style_targets(vgg, str(painting), 64, torch.device("cpu")),
+                                  StepMode(), torch.device("cpu"))
+    model = TransformerNet("batch", 8).train()
+    before = model.encoder[0].norm.running_mean.clone()
+    photos = torch.rand(2, 3, 32, 32)
+    first = step.validation_loss(model, photos)
+    assert model.training and first == step.validation_loss(model, photos)  # eval mode: no statistics learnt
+    assert torch.equal(before, model.encoder[0].norm.running_mean)
+
+
+def test_spike_guard_skips_the_update_and_records_the_step(tmp_path, photo_dir, painting, monkeypatch):
+    calls = []
+    real = train_module.TrainStep.loss_terms
+
+    def spiky(self, y, feats, target, step):
+        terms = real(self, y, feats, target, step)
+        calls.append(step)
+        if step == 24 and calls.count(24) == 2:  # the 25th step's second model: instance
+            terms["total"] = terms["total"] * 1000
+        return terms
+
+    monkeypatch.setattr(train_module.TrainStep, "loss_terms", spiky)
+    snapshots = {}
+
+    class Snap(Listener):
+        def on_step(self, event):
+            snapshots[event.step] = ([p.detach().clone() for p in event.models["instance"].parameters()],
+                                     event.skipped)
+
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=30, spike_factor=4, **TINY)
+    meta = train(recipe, ["batch", "instance"], tmp_path / "out", device="cpu", listener=Snap())
+    assert meta["instance"]["skipped_steps"] == [25] and meta["batch"]["skipped_steps"] == []
+    assert snapshots[25][1] == ("instance",) and snapshots[24][1] == ()
+    assert all(torch.equal(a, b) for a, b in zip(snapshots[24][0], snapshots[25][0]))
+    assert not all(torch.equal(a, b) for a, b in zip(snapshots[23][0], snapshots[24][0]))
+
+
+def test_content_layer_is_part_of_the_recipe_and_of_resume(tmp_path, photo_dir, painting):
+    out = tmp_path / "m.safetensors"
+    recipe = Recipe(style=str(painting), content=str(photo_dir), steps=4, checkpoint_every=2,
+                    content_layer="relu3_1", **TINY)
+    meta = train(recipe, ["instance"], out, device="cpu")["instance"]
+    assert meta["recipe"]["content_layer"] == "relu3_1"
+    other = Recipe(style=str(painting), content=str(photo_dir), steps=6, checkpoint_every=2, **TINY)
+    with pytest.raises(ValueError, match="content_layer"):
+        train(other, ["instance"], out, device="cpu", resume=True)

