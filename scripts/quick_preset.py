@@ -14,15 +14,15 @@ import time
 from pathlib import Path
 
 import torch
-from stylenet.scripts.compare import contact_sheet
 
+from stylenet import paths
 from stylenet.data import load_rgb
+from stylenet.figures import contact_sheet
 from stylenet.norms import norm_label
 from stylenet.runtime import native_bf16
 from stylenet.stylize import Stylizer
 from stylenet.train import PRESETS, Recipe, output_paths, train
 
-ROOT = Path(__file__).resolve().parent.parent
 NORMS = ["batch", "instance"]
 
 
@@ -39,10 +39,11 @@ def main() -> None:
     p.add_argument("--style", type=Path, required=True)
     p.add_argument("--content", type=Path, required=True, help="the training photos")
     p.add_argument("--photos", type=Path, nargs="+",
-                   default=[ROOT / "examples" / n for n in ("skimage_chelsea.jpg", "lomiri_sunset_by_Aitzol_Berasategi.jpg")],
+                   default=[paths.examples_dir() / n
+                            for n in ("skimage_chelsea.jpg", "lomiri_sunset_by_Aitzol_Berasategi.jpg")],
                    help="held-out photos for the figure")
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "quick_preset")
-    p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--out", type=Path, default=Path("runs") / "quick_preset")
+    p.add_argument("--figures", type=Path, default=paths.figures_dir())
     args = p.parse_args()
     recipe = Recipe(style=str(args.style), content=str(args.content), **PRESETS["quick"])
     started = time.perf_counter()
