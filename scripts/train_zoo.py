@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from stylenet import paths
-from stylenet.checkpoint import load_model, read_metadata, save_model
+from stylenet.checkpoint import is_side_file, load_model, read_metadata, save_model
 from stylenet.weights import build_manifest, sha256_file
 
 # The CPU recipe: sized so eight models train in about two hours on two cores (see README).
@@ -81,7 +81,7 @@ def stacked_log(first: Path, then: Path, out: Path) -> None:
 def promote(continued: Path, weights: Path) -> None:
     """Replace weights/' models by their finished continuations in ``continued`` (see above). Every
     model is checked before anything is changed; each log is written aside and renamed."""
-    models = [m for m in sorted(continued.glob("*.safetensors")) if not m.name.endswith(".train.safetensors")]
+    models = [m for m in sorted(continued.glob("*.safetensors")) if not is_side_file(m)]
     metas = {model: read_metadata(model) for model in models}
     for model, meta in metas.items():
         if meta["steps"] < meta["recipe"]["steps"] or "init" not in meta:

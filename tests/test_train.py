@@ -151,11 +151,11 @@ def test_resume_after_a_crash_logs_every_step_once(tmp_path, photo_dir, painting
 
     out = tmp_path / "m.safetensors"
     recipe = Recipe(style=str(painting), content=str(photo_dir), steps=6, checkpoint_every=3, **TINY)
-    monkeypatch.setattr("stylenet.train.style_weight", crash_in_step_5)
+    monkeypatch.setattr("stylenet.step.style_weight", crash_in_step_5)
     with pytest.raises(Crash):
         train(recipe, ["batch"], out, device="cpu")
     assert [r["step"] for r in log_rows(out.with_suffix(".csv"))] == ["1", "2", "3", "4"]
-    monkeypatch.setattr("stylenet.train.style_weight", real)
+    monkeypatch.setattr("stylenet.step.style_weight", real)
     train(recipe, ["batch"], out, device="cpu", resume=True)
     rows = log_rows(out.with_suffix(".csv"))
     assert [r["step"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
@@ -248,7 +248,7 @@ def test_losses_and_grams_are_fp32_under_bf16_autocast(tmp_path, photo_dir, pain
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, photo_dir, painting, monkeypatch):
     real = train_module.style_weight
-    monkeypatch.setattr("stylenet.train.style_weight", lambda r, step: float("nan") if step == 4 else real(r, step))
+    monkeypatch.setattr("stylenet.step.style_weight", lambda r, step: float("nan") if step == 4 else real(r, step))
     out = tmp_path / "m.safetensors"
     recipe = Recipe(style=str(painting), content=str(photo_dir), steps=10, checkpoint_every=2, **TINY)
     with pytest.raises(TrainingDiverged, match="instance model's loss became nan at step 5"):

@@ -71,6 +71,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help=f"(default {d.seed})")
     p.add_argument("--checkpoint-every", type=int, help=f"(default {d.checkpoint_every})")
     p.add_argument("--log-every", type=int, help=f"(default {d.log_every})")
+    p.add_argument("--content-layer", choices=("relu2_2", "relu3_1", "relu4_1", "relu4_2"),
+                   help=f"VGG layer whose features the output keeps; deeper lets strokes move (default {d.content_layer})")
+    p.add_argument("--validation-photos", type=int,
+                   help="photos held out of training (at most a tenth) to keep the best checkpoint by, beside "
+                        f"the last as NAME.best.safetensors; 0: none (default {d.validation_photos}; presets 16)")
+    p.add_argument("--spike-factor", type=float,
+                   help="skip a step whose loss exceeds this many times the running median; 0: never "
+                        f"(default {d.spike_factor:g})")
     p.add_argument("--contrast-normalize", action="store_true", default=None,
                    help="give every content photo the same mean/std (Huang & Belongie control)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -119,6 +127,8 @@ class ConsoleProgress(Listener):
         self.running = True
 
     def on_step(self, event: StepEvent) -> None:
+        if event.skipped:
+            tqdm.write(f"step {event.step}: loss spike, update skipped for {', '.join(map(norm_label, event.skipped))}")
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(" ".join(f"{norm_label(n)} style {l['style']:.3f} content {l['content']:.3f}"

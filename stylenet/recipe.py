@@ -1,0 +1,103 @@
+"""What defines a training run, apart from its norm: the ``Recipe`` (stored in every checkpoint),
+the presets that fill it in, and the schedules it implies (style-weight and learning-rate ramps)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .vgg import CONTENT_LAYER
+from .weights import sha256_file
+
+# Recipe fields that must match for --resume to continue the same run.
+RESUME_MUST_MATCH = ("width", "image_size", "batch_size", "lr", "content_weight", "style_weight", "tv_weight",
+                     "style_size", "style_warmup", "lr_warmup", "seed", "style_sha256", "contrast_normalize",
+                     "content_layer", "validation_photos")
+
+
+@dataclass
+class Recipe:
+    """All hyper-parameters of a run but the norm; stored in every checkpoint it writes."""
+
+    style: str
+    content: str
+    width: int = 32
+    steps: int = 2000
+    image_size: int = 256
+    batch_size: int = 4
+    lr: float = 1e-3
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 1.0
+    style_size: int = 384
+    style_warmup: int = 0
+    lr_warmup: int = 0
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    contrast_normalize: bool = False
+    style_sha256: str = ""
+    # The VGG layer whose features the output must keep: relu2_2 pins edges and fine detail in
+    # place, deeper layers keep the objects but let the strokes move (docs/recipe.md measures it).
+    content_layer: str = CONTENT_LAYER
+    # Photos of the content folder kept out of training to choose the best checkpoint on (at most a
+    # tenth of the folder); 0 keeps every photo for training and the last checkpoint only.
+    validation_photos: int = 0
+    # A step whose loss exceeds this many times the running median is skipped (guard.py); 0: never.
+    spike_factor: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not self.style_sha256 and Path(self.style).is_file():
+            self.style_sha256 = sha256_file(Path(self.style))
+
+    @property
+    def style_name(self) -> str:
+        return Path(self.style).stem
+
+    @classmethod
+    def from_metadata(cls, recipe: Mapping[str, Any]) -> Recipe:
+        """The recipe a checkpoint records. Keys that older versions kept in it (``norm``,
+        ``channels_last``) are no longer part of a recipe and are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in recipe.items() if k in known})
+
+
+# What --preset sets (explicit flags override it): crop size, batch, steps and width, for a known
+# budget on a 2-core CPU (README, "Presets"). quick: BN + IN in about 15 minutes on the 2-core EPYC
+# (1,000 steps measured 12.9 min with 2 threads, docs/figures/quick_preset.md), a width-16 network with
+# the loss weights, style size and style warm-up of the shipped CPU recipe; full: Johnson et al.'s schedule.
+PRESETS: dict[str, dict[str, float]] = {
+    "quick": {"image_size": 128, "batch_size": 4, "steps": 1000, "width": 16,
+              "style_weight": 3.0, "tv_weight": 10.0, "style_size": 256, "style_warmup": 150, "validation_photos": 16},
+    "standard": {"image_size": 256, "batch_size": 4, "steps": 2000, "width": 32, "validation_photos": 16},
+    "full": {"image_size": 256, "batch_size": 4, "steps": 40000, "width": 32, "validation_photos": 16},
+}
+DEFAULT_PRESET = "standard"
+
+
+def ramp(full: float, warmup: int, step: int) -> float:
+    """``full`` scaled linearly from 1/warmup at step 0 up to itself at step ``warmup - 1``."""
+    return full if warmup <= 0 else full * min(1.0, (step + 1) / warmup)
+
+
+def style_weight(recipe: Recipe, step: int) -> float:
+    """The style weight ramps up over ``style_warmup`` steps: the network first learns to keep the
+    photo's structure, which on a short CPU budget keeps content recognizable."""
+    return ramp(recipe.style_weight, recipe.style_warmup, step)
+
+
+def learning_rate(recipe: Recipe, step: int) -> float:
+    """The learning rate ramps up over ``lr_warmup`` steps. A fresh Adam's first updates are
+    ``lr * sign(grad)`` for every weight (its second moment has not built up yet): harmless from
+    random weights, but enough to knock a trained model (``--init``) far off before it recovers."""
+    return ramp(recipe.lr, recipe.lr_warmup, step)
+
+
+def provenance(recipe: Recipe, photo_count: int) -> dict[str, Any]:
+    """What a checkpoint records of its inputs: names, counts and hashes, never this machine's paths
+    (shipped files must not leak where they were trained, and paths mean nothing elsewhere)."""
+    return {"style": recipe.style_name, "style_sha256": recipe.style_sha256,
+            "painting": {"name": recipe.style_name, "file": Path(recipe.style).name, "sha256": recipe.style_sha256},
+            "training_set": {"name": Path(recipe.content).name, "photos": photo_count},
+            "recipe": asdict(recipe) | {"style": Path(recipe.style).name, "content": Path(recipe.content).name}}
