@@ -31,15 +31,14 @@ from tqdm import tqdm
 
 from stylenet.data import list_images, load_rgb
 from stylenet.figures import contact_sheet
-from stylenet.paths import examples_dir, figures_dir
 from stylenet.norms import NORM_KINDS, NORMS, norm_label
 from stylenet.optimize import LossWeights, Objective, Optimized, optimize
+from stylenet.paths import examples_dir, figures_dir
 from stylenet.runtime import to_pil, to_tensor
 from stylenet.stylize import Stylizer
 from stylenet.train import Recipe, style_targets, style_weight
 from stylenet.vgg import VGGFeatures
 from stylenet.weights import WEIGHTS_DIR, load_manifest
-
 
 
 @torch.inference_mode()

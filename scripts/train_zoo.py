@@ -26,7 +26,7 @@ from stylenet import paths
 from stylenet.checkpoint import is_side_file, load_model, read_metadata, save_model
 from stylenet.weights import build_manifest, sha256_file
 
-# The CPU recipe: sized so eight models train in about two hours on two cores (see README).
+# The CPU recipe: sized so eight models train in about two hours on two cores (see docs/results.md).
 CPU_RECIPE = ["--image-size", "128", "--batch-size", "4", "--width", "32", "--lr", "1e-3",
               "--content-weight", "1", "--style-weight", "3", "--tv-weight", "10", "--style-size", "256",
               "--style-warmup", "150", "--seed", "0", "--checkpoint-every", "25", "--log-every", "5"]

@@ -25,7 +25,7 @@ VERSION = 2  # 2: named submodules (conv/norm); version-1 files are migrated on 
 READABLE_VERSIONS = (1, 2)
 MODEL_KEYS = ("norm", "width", "style")
 MAX_WIDTH = 512  # 16x Johnson's 32; the shape check below is the real guard, this keeps its numbers sane
-MAX_STYLE_CHARS = 100
+MAX_STYLE_BYTES = 100  # in UTF-8: a file name (NAME.png, NAME_norm.safetensors) stays far below 255 bytes
 # A style name becomes part of output file names, a path under weights/styles and a UI label:
 # no path separators, no characters Windows file names refuse, no markup.
 STYLE_FORBIDDEN = set('/\\<>:"|?*`')
@@ -103,8 +103,8 @@ def check_style_name(style: Any) -> None:
     """ValueError saying why, unless ``style`` can name a model: a crafted checkpoint must not turn
     an output file name into a path elsewhere, or a label into markup. (Training can call it before
     it starts, so a painting's file name that would be refused later fails at once.)"""
-    if not isinstance(style, str) or not 1 <= len(style) <= MAX_STYLE_CHARS:
-        raise ValueError(f"style must be a name of 1 to {MAX_STYLE_CHARS} characters")
+    if not isinstance(style, str) or not 1 <= len(style.encode("utf-8", "surrogatepass")) <= MAX_STYLE_BYTES:
+        raise ValueError(f"style must be a name of 1 to {MAX_STYLE_BYTES} bytes (UTF-8)")
     if style.startswith(".") or not style.isprintable() or STYLE_FORBIDDEN & set(style):
         raise ValueError(f"style {style!r} is not a usable name (no leading dot, control characters "
                          f"or any of {''.join(sorted(STYLE_FORBIDDEN))})")
@@ -162,6 +162,9 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Transfor
     tensors = load_file(str(path))
     state = rename({k[len(prefix):]: v.float() if v.is_floating_point() else v
                     for k, v in tensors.items() if k.startswith(prefix)})
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: weights are not finite (NaN or inf in {bad[0]}): a diverged model")
     model = TransformerNet(norm=meta["norm"], width=meta["width"])
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), meta

@@ -64,14 +64,14 @@ class Recipe:
 
 
 # What --preset sets (explicit flags override it): crop size, batch, steps and width, for a known
-# budget on a 2-core CPU (README, "Presets"). quick: BN + IN in about 15 minutes on the 2-core EPYC
+# budget on a 2-core CPU (docs/training.md, "Presets"). quick: BN + IN in about 15 minutes on the 2-core EPYC
 # (1,000 steps measured 12.9 min with 2 threads, docs/figures/quick_preset.md), a width-16 network with
 # the loss weights, style size and style warm-up of the shipped CPU recipe; full: Johnson et al.'s schedule.
 PRESETS: dict[str, dict[str, float]] = {
     "quick": {"image_size": 128, "batch_size": 4, "steps": 1000, "width": 16,
-              "style_weight": 3.0, "tv_weight": 10.0, "style_size": 256, "style_warmup": 150, "validation_photos": 16},
-    "standard": {"image_size": 256, "batch_size": 4, "steps": 2000, "width": 32, "validation_photos": 16},
-    "full": {"image_size": 256, "batch_size": 4, "steps": 40000, "width": 32, "validation_photos": 16},
+              "style_weight": 3.0, "tv_weight": 10.0, "style_size": 256, "style_warmup": 150},
+    "standard": {"image_size": 256, "batch_size": 4, "steps": 2000, "width": 32},
+    "full": {"image_size": 256, "batch_size": 4, "steps": 40000, "width": 32},
 }
 DEFAULT_PRESET = "standard"
 

@@ -33,7 +33,7 @@ class StepMode:
 
     ``StepMode()`` is the plain step (eager fp32 NCHW, the photo's content target through the whole
     VGG like the output, Adam's per-parameter loop); ``StepMode.fast`` switches on what measured
-    faster with ``scripts/bench.py --train`` (README, "Training speed").
+    faster with ``scripts/bench.py --train`` (docs/benchmarks.md, "Training speed").
     """
 
     channels_last: bool = False  # NHWC activations: oneDNN convolutions without layout reorders
@@ -46,7 +46,7 @@ class StepMode:
     @classmethod
     def fast(cls, device: torch.device) -> StepMode:
         """The settings that measured faster (``bench.py --train --candidates`` for each alone,
-        ``--ablations`` for each taken out again; README, "Training speed"; fused Adam tied once in
+        ``--ablations`` for each taken out again; docs/benchmarks.md, "Training speed"; fused Adam tied once in
         four). bf16 only where the hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX):
         emulated bf16 was not measured to pay. The compiled instance norm only on the CPU, the one
         place it was measured. torch.compile of the whole forward is left off: a minute of compiling

@@ -26,8 +26,22 @@ import torch
 from . import __version__
 from .checkpoint import check_style_name, read_metadata, save_model, save_train_state
 from .data import ContentPhotos
-from .recipe import DEFAULT_PRESET, PRESETS, Recipe, learning_rate, provenance, style_weight
-from .resume import LOG_COLUMNS, prepare_log, restore, saved_progress, warm_start, warm_starts
+from .recipe import (
+    DEFAULT_PRESET,
+    PRESETS,
+    Recipe,
+    learning_rate,
+    provenance,
+    style_weight,
+)
+from .resume import (
+    LOG_COLUMNS,
+    prepare_log,
+    restore,
+    saved_progress,
+    warm_start,
+    warm_starts,
+)
 from .runtime import pick_device
 from .step import (
     NormRun,
@@ -188,28 +202,33 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
         for run in runs:
             restore(run, generator)
             run.skipped, run.best = list(saved[run.norm].get("skipped_steps", [])), saved[run.norm].get("best", {})
+            if run.guard and "guard" in saved[run.norm]:
+                run.guard.load(saved[run.norm]["guard"])
 
     def metadata(run: NormRun, step: int) -> dict[str, Any]:
         return {**provenance(recipe, len(photos.images)), "steps": step, "final_losses": losses.get(run.norm, {}),
                 "stylenet_version": __version__, "step": step, "skipped_steps": run.skipped,
                 "validation_photos": 0 if validation is None else len(validation)} | (
-                    {"init": run.init} if run.init else {}) | ({"best": run.best} if run.best else {})
+                    {"init": run.init} if run.init else {}) | ({"best": run.best} if run.best else {}) | (
+                    {"guard": run.guard.state()} if run.guard else {})
 
-    def keep_best(run: NormRun, step: int) -> None:
-        """Write the model to its best file when its validation loss is the lowest so far."""
+    def improves(run: NormRun, step: int) -> bool:
+        """Whether the model's validation loss is its lowest so far (then ``run.best`` records it)."""
         loss = train_step.validation_loss(run.model, validation)
-        if not run.best or loss < run.best["validation_loss"]:
-            run.best = {"step": step, "validation_loss": round(loss, 5)}
-            save_model(run.model, metadata(run, step), run.best_out)
+        if run.best and loss >= run.best["validation_loss"]:
+            return False
+        run.best = {"step": step, "validation_loss": round(loss, 5)}
+        return True
 
     def checkpoint(step: int, with_models: bool) -> None:
+        better = {run.norm for run in runs if validation is not None and improves(run, step)}
         # The states of a group must stay at one step (resume refuses otherwise): Ctrl-C and SIGTERM
-        # wait until every file is written.
+        # wait until every file is written (the validation pass above stays interruptible).
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             for run in runs:
-                if validation is not None:
-                    keep_best(run, step)
+                if run.norm in better:
+                    save_model(run.model, metadata(run, step), run.best_out)
                 save_train_state(run.model, run.optimizer, generator, metadata(run, step), run.state)
                 if with_models:
                     save_model(run.model, metadata(run, step), run.out)

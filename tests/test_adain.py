@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from scripts.train_adain import Recipe, train
 from stylenet import adain
 from stylenet.adain import (
     AdaINStylizer,
@@ -20,6 +19,7 @@ from stylenet.adain import (
     load_decoder,
     read_adain_metadata,
 )
+from stylenet.adain_train import Recipe, train
 from stylenet.checkpoint import CheckpointError
 from stylenet.runtime import to_tensor
 from stylenet.stylize import keep_colors

@@ -75,7 +75,9 @@ def photo(tmp_path) -> Path:
 
 def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
     """The builders are plain functions: the whole Blocks, and compare called directly."""
-    from stylenet.app.compare import compare
+    import gradio as gr
+
+    from stylenet.app.compare import compare, side_limit
     from stylenet.app.server import build
     from stylenet.app.styles import StyleRegistry, load_styles, user_style
     from stylenet.app.uploads import ResultFiles
@@ -89,6 +91,10 @@ def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
     pair, gallery, note = compare(styles, ResultFiles(), str(photo), "starry_night")
     assert [Image.open(p).size for p in pair] == [(120, 90)] * 2
     assert [caption.split(" ")[0] for _, caption in gallery] == ["BN", "IN", "LN"] and note == "120x90 px, 3 models"
+    for bad in ({"max_side": float("nan")}, {"max_side": "big"}, {"strength": float("nan")}, {"strength": 2}):
+        with pytest.raises(gr.Error):
+            compare(styles, ResultFiles(), str(photo), "starry_night", **bad)
+    assert [side_limit(v) for v in (10, 800.7, 5000)] == [64, 800, 1024]
 
 
 def test_compare_returns_bn_and_in(app_url, photo):

@@ -122,7 +122,7 @@ def test_width_outside_range_refused(tmp_path, width):
         read_metadata(crafted(tmp_path, width=width))
 
 
-@pytest.mark.parametrize("style", ["../../home/user/.bashrc", "a/b", "a\\b", ".hidden", "", "x" * 101,
+@pytest.mark.parametrize("style", ["../../home/user/.bashrc", "a/b", "a\\b", ".hidden", "", "x" * 101, "é" * 51, "😀" * 26,
                                    "line\nbreak", "<img src=x onerror=alert(1)>", 7, None])
 def test_style_that_is_not_a_safe_name_refused(tmp_path, style):
     """The style becomes part of output file names ({photo}_{style}_{norm}.png) and UI labels."""
@@ -130,7 +130,8 @@ def test_style_that_is_not_a_safe_name_refused(tmp_path, style):
         read_metadata(crafted(tmp_path, style=style))
 
 
-@pytest.mark.parametrize("style", ["starry_night", "Mona Lisa (1503)", "Der Schrei", "神奈川沖浪裏", "v2.1"])
+@pytest.mark.parametrize("style", ["starry_night", "Mona Lisa (1503)", "Der Schrei", "神奈川沖浪裏", "v2.1",
+                                   "x" * 100, "😀" * 25])
 def test_ordinary_painting_names_accepted(tmp_path, style):
     path = tmp_path / "m.safetensors"
     save_model(TransformerNet("instance", width=8), {"style": style}, path)
@@ -147,3 +148,15 @@ def test_header_length_that_looks_like_pickle_magic_still_loads(tmp_path):
             break
     assert path.read_bytes()[0] == 0x80
     assert load_model(path)[1]["style"] == "s"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_refused(tmp_path, bad):
+    """A diverged model would render black pictures: it is refused with one line at load."""
+    net = TransformerNet("instance", width=8)
+    with torch.no_grad():
+        net.decoder[0].conv.weight[0, 0, 0, 0] = bad
+    path = tmp_path / "m.safetensors"
+    save_model(net, {"style": "diverged"}, path)
+    with pytest.raises(CheckpointError, match="not finite .* decoder.0.conv.weight"):
+        load_model(path)

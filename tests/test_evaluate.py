@@ -2,7 +2,14 @@
 import pytest
 import torch
 from PIL import Image
-from stylenet.evaluate import LONG_SIDE, Evaluator, at_long_side, relative_distance, score_method
+
+from stylenet.evaluate import (
+    LONG_SIDE,
+    Evaluator,
+    at_long_side,
+    relative_distance,
+    score_method,
+)
 
 from .conftest import smooth_image
 

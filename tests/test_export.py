@@ -4,9 +4,8 @@ import torch
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[test]')")
 
-from stylenet.cli import export
-
 from stylenet.checkpoint import load_model
+from stylenet.cli import export
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance"])

@@ -120,6 +120,9 @@ def test_requests_are_refused_with_one_clear_line(tmp_path, store, painting, pho
         "choose at least one norm": dict(norms=[]),
         "unknown preset 'huge'": dict(preset="huge"),
         "name: style '../up' is not a usable name": dict(name="../up"),
+        "name: 'preview_example' is the name of a file the job keeps": dict(name="preview_example"),
+        "name: 'Preview_Yours' is the name of a file the job keeps": dict(name="Preview_Yours"),
+        "name: style must be a name of 1 to 100 bytes": dict(name="😀" * 26),
     }
     for message, change in refusals.items():
         request = {"painting": painting, "name": "ok", "norms": ["instance"], "preset": "quick",
@@ -167,8 +170,13 @@ def test_queue_is_first_in_first_out_and_capped(tmp_path, painting, photo_dir):
         store.resume(b.id)
     store.delete(c.id)
     assert not c.folder.exists() and [j.name for j in store.jobs()] == ["a", "b"]
+    for not_an_id in ("../elsewhere", "..", ".", "", a.id + "/..", a.id.upper()):
+        with pytest.raises(JobError, match="no job"):
+            store.get(not_an_id)
+    (store.root.parent / "job.json").write_text(b.folder.joinpath("job.json").read_text())
     with pytest.raises(JobError, match="no job"):
-        store.get("../elsewhere")
+        store.delete("..")  # a job.json beside the models folder must not make ".." a job
+    assert store.root.is_dir()
 
 
 def test_style_registry_follows_the_finished_models():

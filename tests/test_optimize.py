@@ -2,8 +2,8 @@
 import pytest
 import torch
 from PIL import Image
-from stylenet.cli.optimize import main
 
+from stylenet.cli.optimize import main
 from stylenet.optimize import LossWeights, Objective, optimize
 from stylenet.runtime import to_tensor
 from stylenet.train import style_targets

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from stylenet import losses
 from stylenet import train as train_module
-from stylenet.cli import train as train_cli
 from stylenet.checkpoint import load_model, read_metadata, save_model
+from stylenet.cli import train as train_cli
 from stylenet.data import ContentPhotos
 from stylenet.train import (
     PRESETS,
@@ -470,3 +471,34 @@ def test_content_layer_is_part_of_the_recipe_and_of_resume(tmp_path, photo_dir, 
     other = Recipe(style=str(painting), content=str(photo_dir), steps=6, checkpoint_every=2, **TINY)
     with pytest.raises(ValueError, match="content_layer"):
         train(other, ["instance"], out, device="cpu", resume=True)
+
+
+def test_resume_keeps_the_guard_and_the_best_checkpoint_exactly(tmp_path, twenty_photos, painting, monkeypatch):
+    """A spike two steps after a resume is judged on the history saved before it, as in one run."""
+    real = train_module.TrainStep.loss_terms
+
+    def spike_at_24(self, y, feats, target, step):
+        terms = real(self, y, feats, target, step)
+        if step == 23 and self.recipe.steps == 26:  # the 24th step, in both runs
+            terms["total"] = terms["total"] * 1000
+        return terms
+
+    monkeypatch.setattr(train_module.TrainStep, "loss_terms", spike_at_24)
+    base = dict(style=str(painting), content=str(twenty_photos), checkpoint_every=11, validation_photos=2, **TINY)
+    straight, split = tmp_path / "straight.safetensors", tmp_path / "split.safetensors"
+    train(Recipe(steps=26, **base), ["instance"], straight, device="cpu")
+
+    class StopAt22(Listener):
+        def should_stop(self):
+            return self.step == 22
+
+        def on_step(self, event):
+            self.step = event.step
+
+    train(Recipe(steps=26, **base), ["instance"], split, device="cpu", listener=StopAt22())
+    assert read_metadata(state_path(split))["step"] == 22
+    train(Recipe(steps=26, **base), ["instance"], split, device="cpu", resume=True)
+    a, b = read_metadata(straight), read_metadata(split)
+    assert a["skipped_steps"] == b["skipped_steps"] == [24]
+    assert a["guard"] == b["guard"] and a["best"] == b["best"]
+    assert_same_training_state(straight, split)

@@ -1,16 +1,31 @@
 """The "Compare" tab: every norm's model for one style on the user's photo, BN | IN in a slider."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import gradio as gr
 
 from ..norms import norm_label
+from ..stylize import check_strength
 from .styles import Style, style_dropdown
 from .uploads import ResultFiles, example_photos, photo_input, read_upload
 
 MAX_SIDE = 1024  # resolution cap for the UI: bounds memory and latency per request
+MIN_SIDE = 64
 DEFAULT_SIDE = 768
+
+
+def side_limit(max_side: object) -> int:
+    """The requested longest side, clamped to MIN_SIDE..MAX_SIDE; gr.Error for anything that is not a
+    finite number (a raw API call can send NaN or text where the slider sends numbers)."""
+    try:
+        side = float(max_side)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        side = math.nan
+    if not math.isfinite(side):
+        raise gr.Error(f"The maximum side must be a number of pixels ({MIN_SIDE} to {MAX_SIDE}).")
+    return int(min(max(side, MIN_SIDE), MAX_SIDE))
 
 
 def painting(styles: Mapping[str, Style], name: str) -> str | None:
@@ -24,7 +39,11 @@ def compare(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, 
     """Run every norm's model for ``style`` on the photo: (BN, IN) for the slider, all for the row, a note."""
     if style not in styles:
         raise gr.Error(f"Unknown style {style!r}; choose one of: {', '.join(styles)}")
-    img = read_upload(photo, int(min(max_side, MAX_SIDE)))
+    try:
+        check_strength(float(strength))
+    except (TypeError, ValueError):
+        raise gr.Error("The style strength must be a number from 0 to 1.") from None
+    img = read_upload(photo, side_limit(max_side))
     results = {}
     for norm, stylizer in styles[style].models.items():
         out, seconds = stylizer.timed(img, strength=float(strength), preserve_color=bool(preserve_color))

@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the styles, start the job runner and serve until stopped."""
     Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
-    shipped = load_styles(args.weights_dir or paths.weights_dir())
+    weights = args.weights_dir or paths.weights_dir()
+    shipped = load_styles(weights)
     try:
         jobs = JobStore(args.models_dir, args.train_photos, reserved=tuple(shipped))
     except JobError as exc:
@@ -86,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
     # shows "This application is currently busy", gradio_client raises "Queue is full") instead of hanging.
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
-                show_error=True, allowed_paths=[str(jobs.root)])  # user styles' paintings and previews
+                show_error=True,
+                # Gradio serves files under the working folder and these only: the user styles' paintings
+                # and previews, the shipped paintings and the example photos (wherever the app starts)
+                allowed_paths=[str(jobs.root), str(weights / "styles"), str(paths.examples_dir())])
     return 0
 
 

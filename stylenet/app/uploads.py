@@ -18,6 +18,7 @@ from PIL import Image
 from .. import paths
 from ..images import MAX_UPLOAD_PIXELS, ImageError, limit_size, open_image
 
+
 def read_upload(path: str | None, max_side: int) -> Image.Image:
     """The user's photo, safely opened, capped at ``max_side``; gr.Error (shown in the UI) otherwise."""
     if not path:

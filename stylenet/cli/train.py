@@ -75,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"VGG layer whose features the output keeps; deeper lets strokes move (default {d.content_layer})")
     p.add_argument("--validation-photos", type=int,
                    help="photos held out of training (at most a tenth) to keep the best checkpoint by, beside "
-                        f"the last as NAME.best.safetensors; 0: none (default {d.validation_photos}; presets 16)")
+                        f"the last as NAME.best.safetensors; 0: none (default {d.validation_photos})")
     p.add_argument("--spike-factor", type=float,
                    help="skip a step whose loss exceeds this many times the running median; 0: never "
                         f"(default {d.spike_factor:g})")

@@ -14,7 +14,8 @@ the same thing:
     worker.lock     locked (flock) by the worker for its whole life: a running job whose lock is free
                     has no worker, whatever process now has the pid job.json records
     worker.log      the worker's own output
-    NORM.safetensors (+ .train.safetensors, .csv)   the models, in the library's checkpoint format
+    NORM.safetensors (+ .train.safetensors, .best.safetensors, .csv)   the models, in the library's
+                    checkpoint format (the best checkpoint only when the run holds validation photos)
 
 The folder holding the jobs also has ``jobs.lock`` (held for every read-modify-write of a job.json)
 and ``runner.lock`` (held by the one runner that launches jobs).

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..norms import NORM_KINDS, norm_label
+from ..units import duration
 from .job import JobError, Limits
 from .runner import Runner
 from .store import JobStore, trainable_presets
@@ -20,7 +21,7 @@ def describe(event: dict[str, Any]) -> str | None:
     """A progress line for the command line (None for events not worth a line)."""
     kind = event["event"]
     if kind == "start":
-        return f"training from step {event['start']} on {event['photos']} photos, about {event['eta_s'] / 60:.0f} min"
+        return f"training from step {event['start']} on {event['photos']} photos, about {duration(event['eta_s'], estimate=True)}"
     if kind == "step" and (event["step"] % max(1, event["steps"] // 20) == 0 or event["step"] == event["steps"]):
         losses = ", ".join(f"{norm_label(n)} style {v['style']:.3f}" for n, v in event["losses"].items())
         return f"step {event['step']}/{event['steps']}: {losses}; {event['images_per_s']:.1f} img/s"

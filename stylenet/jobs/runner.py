@@ -14,7 +14,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .job import LOG_FILE, RUNNER_LOCK, WORKER_LOCK, Job, queued_in_order, read_events, worker_alive
+from .job import (
+    LOG_FILE,
+    RUNNER_LOCK,
+    WORKER_LOCK,
+    Job,
+    queued_in_order,
+    read_events,
+    worker_alive,
+)
 from .store import JobStore
 
 

@@ -6,6 +6,7 @@ The folder holding the jobs has ``jobs.lock``: every read-modify-write of a job.
 from __future__ import annotations
 
 import fcntl
+import re
 import secrets
 import shutil
 import threading
@@ -41,6 +42,10 @@ from .job import (
 PAINTING_SIDE = 2048  # longest side kept of a painting: style Grams use its short side at <= 512 px
 PREVIEW_SIDE = 256
 PREVIEW_PHOTO = "skimage_chelsea.jpg"  # the fixed example photo every job previews on
+# The preview photos' file stems: they sit beside the painting (NAME.png), so no style may take them.
+PREVIEW_STEMS = ("preview_example", "preview_yours")
+RESERVED_NAMES = frozenset(PREVIEW_STEMS)
+JOB_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what submit makes: time, then six hex digits
 
 
 def trainable_presets(limits: Limits) -> list[str]:
@@ -106,10 +111,10 @@ class JobStore:
         return sorted(found, key=lambda j: (j.created, j.id))
 
     def get(self, job_id: str) -> Job:
-        folder = self.root / str(job_id)
-        if not job_id or folder.parent != self.root or not (folder / JOB_FILE).is_file():
+        """The job of an id that ``submit`` made; anything else (a path, "..") is no job."""
+        if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id) or not (self.root / job_id / JOB_FILE).is_file():
             raise JobError(f"no job {job_id!r}")
-        return Job.load(folder)
+        return Job.load(self.root / job_id)
 
     def queued(self) -> list[Job]:
         """Waiting jobs in the order they will run (first in, first out)."""
@@ -140,6 +145,8 @@ class JobStore:
             check_style_name(name)
         except ValueError as exc:
             raise JobError(f"name: {exc}") from None
+        if name.casefold() in RESERVED_NAMES:
+            raise JobError(f"name: {name!r} is the name of a file the job keeps; choose another name")
         bad = [n for n in norms if n not in NORM_KINDS]
         if not norms or bad:
             raise JobError(f"choose at least one norm of {', '.join(NORM_KINDS)}" + (f" (not {bad[0]!r})" if bad else ""))
@@ -261,7 +268,8 @@ def check_vgg() -> str | None:
 def save_previews(folder: Path, user_photo: str | Path | None) -> list[str]:
     """Copy the fixed example photo (and the user's, when given) into the job, small, as PNG."""
     names = []
-    for name, source in (("preview_example.png", paths.examples_dir() / PREVIEW_PHOTO), ("preview_yours.png", user_photo)):
+    for stem, source in zip(PREVIEW_STEMS, (paths.examples_dir() / PREVIEW_PHOTO, user_photo)):
+        name = f"{stem}.png"
         if not source:
             continue
         try:
