@@ -1,8 +1,6 @@
-"""stylenet web app: BN and IN side by side, and a "why IN?" explorer.
+"""Serve the web app (BN vs IN, why IN?, video, train a style): python app.py --help
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--weights-dir DIR] [--models-dir DIR]
-
-The same as ``stylenet app``; the app itself lives in ``stylenet/app/``.
+The same as ``stylenet app`` (every flag of it); the app itself lives in ``stylenet/app/``.
 """
 import sys
 

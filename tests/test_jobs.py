@@ -117,6 +117,9 @@ def test_requests_are_refused_with_one_clear_line(tmp_path, store, painting, pho
         "steps must be 1 to 20000 (got 20001)": dict(overrides={"steps": 20001}),
         "image size must be 32 to 512 (got 1024)": dict(overrides={"image_size": 1024}),
         "width must be 4 to 64 (got 128)": dict(overrides={"width": 128}),
+        "steps must be 1 to 20000 (got 0)": dict(overrides={"steps": 0}),  # not the preset's 1,000
+        "steps must be 1 to 20000 (got 2.5)": dict(overrides={"steps": 2.5}),
+        "width must be 4 to 64 (got nan)": dict(overrides={"width": float("nan")}),
         "choose at least one norm": dict(norms=[]),
         "unknown preset 'huge'": dict(preset="huge"),
         "name: style '../up' is not a usable name": dict(name="../up"),

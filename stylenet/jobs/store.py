@@ -6,6 +6,7 @@ The folder holding the jobs has ``jobs.lock``: every read-modify-write of a job.
 from __future__ import annotations
 
 import fcntl
+import math
 import re
 import secrets
 import shutil
@@ -173,14 +174,16 @@ class JobStore:
 
     def settings(self, preset: str, overrides: dict[str, int]) -> dict[str, int]:
         """The preset's steps, image size and width, with the user's values within the limits."""
-        base = {k: int(PRESETS[preset][k]) for k in ("steps", "image_size", "width")}
-        chosen = base | {k: int(v) for k, v in overrides.items() if v}
+        base: dict[str, float] = {k: int(PRESETS[preset][k]) for k in ("steps", "image_size", "width")}
+        chosen = base | {k: v for k, v in overrides.items() if v is not None}  # None: an empty field
         ranges = {"steps": (1, self.limits.steps), "image_size": (32, self.limits.image_size),
                   "width": (4, self.limits.width)}
         for key, (lo, hi) in ranges.items():
-            if not lo <= chosen[key] <= hi:
-                raise JobError(f"{key.replace('_', ' ')} must be {lo} to {hi} (got {chosen[key]})")
-        return chosen
+            value = chosen[key]
+            whole = isinstance(value, (int, float)) and math.isfinite(value) and value == int(value)
+            if not whole or not lo <= value <= hi:
+                raise JobError(f"{key.replace('_', ' ')} must be {lo} to {hi} (got {value})")
+        return {key: int(chosen[key]) for key in ranges}
 
     def open_painting(self, painting: str | Path | None) -> Image.Image:
         """The painting through the project's safe image rules, within the upload limits."""
