@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train_cmd.add_argument("--preset", default="quick", choices=trainable_presets(Limits()),
                            help="the trainer's presets within the job limits")
     for flag in ("--steps", "--image-size", "--width"):
-        train_cmd.add_argument(flag, type=int, default=0, help="override the preset's value")
+        train_cmd.add_argument(flag, type=int, default=None, help="override the preset's value")
     sub.add_parser("list", help="every job and its state")
     for command, text in (("cancel", "stop a job, keeping its checkpoint"), ("resume", "continue a stopped job"),
                           ("delete", "remove a job and its models")):
