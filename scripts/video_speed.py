@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from fractions import Fraction
@@ -22,6 +21,7 @@ from stylenet import paths
 from stylenet.data import load_rgb
 from stylenet.flicker import synthetic_clip
 from stylenet.norms import norm_label
+from stylenet.runtime import cpu_summary
 from stylenet.stylize import Stylizer
 from stylenet.video import ClipWriter, stylize_video
 
@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=paths.figures_dir() / "video_speed.md")
     args = p.parse_args()
     start = time.perf_counter()
-    device = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    device = f"{cpu_summary()}, {torch.get_num_threads()} threads"
     stylizers = {norm: Stylizer.load(f"starry_night/{norm}") for norm in args.norms}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -101,16 +101,25 @@ class Scored:
     pictures: list[Image.Image]
 
 
-def score_method(stylize: Callable[[Image.Image], Image.Image], photos: Sequence[Image.Image],
-                 painting: Image.Image, evaluator: Evaluator) -> Scored:
-    """Mean distances of ``stylize(photo)`` over ``photos`` (each given at ``LONG_SIDE``, as the method
-    receives it) against one painting."""
-    grams = evaluator.painting_grams(painting)
-    pictures, scores = [], []
-    for photo in photos:
-        picture = stylize(at_long_side(photo))
-        pictures.append(picture)
-        scores.append(evaluator.score(picture, evaluator.photo_content(photo), grams))
+@dataclass(frozen=True)
+class Targets:
+    """The held-out photos and one painting, with the features every method is scored against:
+    computed once, however many methods are compared on them."""
+
+    photos: list[Image.Image]
+    contents: list[torch.Tensor]
+    grams: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, evaluator: Evaluator, photos: Sequence[Image.Image], painting: Image.Image) -> Targets:
+        return cls(list(photos), [evaluator.photo_content(p) for p in photos], evaluator.painting_grams(painting))
+
+
+def score_method(stylize: Callable[[Image.Image], Image.Image], targets: Targets, evaluator: Evaluator) -> Scored:
+    """Mean distances of ``stylize(photo)`` over the targets' photos (each given at ``LONG_SIDE``, as
+    the method receives it) against their painting."""
+    pictures = [stylize(at_long_side(photo)) for photo in targets.photos]
+    scores = [evaluator.score(picture, content, targets.grams) for picture, content in zip(pictures, targets.contents)]
     return Scored(style=sum(s.style for s in scores) / len(scores),
                   content=sum(s.content for s in scores) / len(scores), pictures=pictures)
 

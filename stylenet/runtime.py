@@ -5,6 +5,9 @@ pulling in the other (inference must not load VGG or the trainer).
 """
 from __future__ import annotations
 
+import os
+import platform
+
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
@@ -26,6 +29,27 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def cpu_summary() -> str:
+    """What a measured speed or loss depends on, for the line a measurement script prints with it: the
+    CPU's model, cores and the vector flags that change the maths (AVX2, AVX-512, AVX512-BF16, AMX)."""
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags] or ["no AVX2"]
+    return (f"{model}, {os.cpu_count()} cores, flags {' '.join(shown)}, "
+            f"bf16 {'on' if native_bf16(torch.device('cpu')) else 'off'}")
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:

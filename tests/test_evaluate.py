@@ -6,6 +6,7 @@ from PIL import Image
 from stylenet.evaluate import (
     LONG_SIDE,
     Evaluator,
+    Targets,
     at_long_side,
     relative_distance,
     score_method,
@@ -51,7 +52,8 @@ def test_a_picture_of_another_size_is_scored_on_the_photo_grid(evaluator):
 def test_score_method_averages_and_keeps_the_pictures(evaluator):
     photos = [smooth_image(1, (120, 80)), smooth_image(2, (80, 120))]
     seen = []
-    result = score_method(lambda p: seen.append(p.size) or p, photos, smooth_image(7), evaluator)
+    targets = Targets.of(evaluator, photos, smooth_image(7))
+    result = score_method(lambda p: seen.append(p.size) or p, targets, evaluator)
     assert seen == [(LONG_SIDE, 341), (341, LONG_SIDE)]  # each method gets the photo at 512 px
     assert result.content == pytest.approx(0, abs=1e-6) and len(result.pictures) == 2
 
