@@ -38,11 +38,20 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class VideoLimits:
-    """Caps checked from the header before any frame is stylized (and again while decoding, for
-    containers whose header does not state a duration)."""
+    """Caps checked from the header before any frame is stylized, and again while decoding (a header
+    can leave out its duration, or claim any frame rate).
+
+    ``max_fps``: a faster clip is resampled, a frame closer than 1/max_fps to the last one kept being
+    skipped (None keeps every frame). ``max_decoded_fps``: how many frames a second may be decoded at
+    all (a 2,000 fps clip is refused, not decoded). ``max_work``: frames stylized x pixels per frame,
+    the bound on the stylizing work of one clip (None: only the other caps).
+    """
 
     max_seconds: float = 600.0
     max_pixels: int = 4096 * 2304  # per frame: 4K UHD and a little more
+    max_fps: float | None = None
+    max_decoded_fps: float = 240.0  # phones' slow motion
+    max_work: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,8 @@ class ClipWriter:
         self.start = start
         self.step = max(1, round(1 / (Fraction(fps) * self.time_base)))  # one frame, for frames without pts
         self.last_pts: int | None = None
+        self.held: av.Packet | None = None  # the newest encoded packet, muxed when the next one comes
+        self.first_dts: int | None = None
         self.frames = self.dropped = 0
         self.audio_start: Fraction | None = None  # re-encoded audio: its first sample's time in the output
         self.audio_samples = 0
@@ -207,8 +218,26 @@ class ClipWriter:
         frame.pts, frame.time_base = pts, self.time_base
         self.last_pts = pts
         self.frames += 1
-        self.container.mux(self.video.encode(frame))
+        self.mux_video(self.video.encode(frame))
         return True
+
+    def mux_video(self, packets: list[av.Packet], last: bool = False) -> None:
+        """Mux encoded video, one packet behind: at the end (``last``) the final packet is given the
+        duration that carries the clip to its last frame's end. MP4 takes a track's length from the
+        decode times, which x264 derives from earlier frames' times: after a gap in a variable frame
+        rate the length would otherwise stop short of the last frame (3.1 s for frames up to 6 s)."""
+        for packet in packets:
+            if self.held is not None:
+                self.container.mux(self.held)
+            elif self.first_dts is None:
+                self.first_dts = packet.dts
+            self.held = packet
+        if last and self.held is not None:
+            if self.held.dts is not None and self.last_pts is not None:
+                lead = min(0, self.first_dts or 0)  # decoding starts this far before time 0
+                self.held.duration = max(1, self.last_pts + self.step - self.held.dts + lead)
+            self.container.mux(self.held)
+            self.held = None
 
     def shift(self, time_base: Fraction) -> int:
         """The video's start, in ``time_base``: what every audio timestamp loses."""
@@ -245,7 +274,7 @@ class ClipWriter:
 
     def close(self) -> Path:
         """Flush the encoders, finish the file and give it its final name."""
-        self.container.mux(self.video.encode(None))
+        self.mux_video(self.video.encode(None), last=True)
         if self.audio is not None and not self.copy_audio and self.audio_start is not None:
             self.mux_audio(self.audio.encode(None))
         self.container.close()
@@ -283,15 +312,21 @@ def stylize_video(src: str | Path, dst: str | Path, stylizer: Stylizer, *, max_s
     name = Path(src).name
     info = info or probe(src, limits)
     size = even_size(info.width, info.height, max_size)
-    max_frames = int(limits.max_seconds * info.fps) + 1
+    rate = min(info.fps, Fraction(limits.max_fps)) if limits.max_fps else info.fps
+    max_frames = int(limits.max_seconds * rate) + 1
+    max_decoded = int(limits.max_seconds * limits.max_decoded_fps) + 1
     with open_clip(src) as container:
         stream = video_stream(container, name)
         audio = container.streams.audio[0] if container.streams.audio else None
         start = stream.start_time if stream.start_time is not None else 0
+        # A frame this close after the last one kept is skipped (in the stream's time units; 5 % slack
+        # for rounded timestamps): the resampling to max_fps.
+        gap = 0.95 / (limits.max_fps * stream.time_base) if limits.max_fps and stream.time_base else 0
         writer: ClipWriter | None = None
-        decoded = 0
+        decoded = kept = 0
+        last_kept: int | None = None
         try:
-            writer = ClipWriter(dst, size, info.fps, audio, time_base=stream.time_base, start=start)
+            writer = ClipWriter(dst, size, rate, audio, time_base=stream.time_base, start=start)
             batch: list[tuple[np.ndarray, int | None]] = []
 
             def flush() -> None:
@@ -312,14 +347,23 @@ def stylize_video(src: str | Path, dst: str | Path, stylizer: Stylizer, *, max_s
                     continue
                 for frame in decode_packet(packet, name):
                     decoded += 1
+                    if decoded > max_decoded:
+                        raise VideoError(f"{name}: more than {max_decoded:,} frames; at most "
+                                         f"{limits.max_decoded_fps:g} frames a second are read")
+                    if frame.pts is not None and last_kept is not None and frame.pts - last_kept < gap:
+                        continue
+                    last_kept, kept = frame.pts, kept + 1
+                    if limits.max_work and kept * size[0] * size[1] > limits.max_work:
+                        raise VideoError(f"{name}: over the limit of {limits.max_work // (size[0] * size[1]):,} "
+                                         f"frames at {size[0]}x{size[1]}")
                     batch.append((to_rgb(frame, size, info.rotation), frame.pts))
                     if len(batch) >= batch_size:
                         flush()
-                    if decoded > max_frames:
+                    if kept > max_frames:
                         raise VideoError(f"{name}: longer than the limit of {limits.max_seconds:g} s")
             if batch:
                 flush()
-            if info.frames - decoded > max(2, info.frames // 100):
+            if info.frames - decoded > max(2, info.frames // 100):  # frames lost to errors, not skipped
                 raise corrupt(name, f"decoded {decoded} of {info.frames} frames")
             if not writer.frames:
                 raise corrupt(name, "no frame has a usable timestamp")

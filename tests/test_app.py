@@ -1,11 +1,15 @@
 """The web app, launched for real: gradio_client calls and a Chromium browser session."""
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -52,8 +56,13 @@ def folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app_url(folders, tmp_path_factory):
-    with running_app(**folders, log=tmp_path_factory.mktemp("log") / "app.log") as url:
+def app_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("log") / "app.log"
+
+
+@pytest.fixture(scope="module")
+def app_url(folders, app_log):
+    with running_app(**folders, log=app_log) as url:
         yield url
 
 
@@ -85,9 +94,10 @@ def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
     weights = tmp_path / "weights"
     weights.mkdir()
     make_tiny_weights(weights)
-    styles = StyleRegistry(load_styles(weights), user_style)
-    demo = build(styles)
+    registry = StyleRegistry(load_styles(weights), user_style)
+    demo = build(registry)
     assert {"compare", "why_in", "why_in_flicker", "video"} <= {f.api_name for f in demo.fns.values()}
+    styles = registry.view(None)
     pair, gallery, note = compare(styles, ResultFiles(), str(photo), "starry_night")
     assert [Image.open(p).size for p in pair] == [(120, 90)] * 2
     assert [caption.split(" ")[0] for _, caption in gallery] == ["BN", "IN", "LN"] and note == "120x90 px, 3 models"
@@ -210,6 +220,43 @@ def test_video_tab_refuses_bad_clips_in_one_line(app_url, tmp_path):
         client.predict(handle_file(str(long_clip)), "starry_night", 256, False, api_name="/video")
 
 
+def test_a_video_stops_when_its_client_goes_away(app_url, app_log, tmp_path):
+    """A client that disconnects mid-clip (its process killed) leaves no work behind: the server stops
+    at the next batch of frames instead of stylizing the rest of the clip for nobody."""
+    from .test_video import make_clip
+
+    clip = make_clip(tmp_path / "long.mp4", frames=290, fps=Fraction(30), size=(640, 480), audio=False)
+    script = ("import sys, time; from gradio_client import Client, handle_file\n"
+              "job = Client(sys.argv[1], verbose=False).submit(handle_file(sys.argv[2]), 'starry_night', 480, False, "
+              "api_name='/video')\n"
+              "while job.status().code.name != 'PROCESSING': time.sleep(0.1)\n"
+              "time.sleep(2); print('started', flush=True); time.sleep(600)")
+    client = subprocess.Popen([sys.executable, "-c", script, app_url, str(clip)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "started"
+    finally:
+        client.kill()
+        client.wait()
+    wait_for(lambda: "a video stopped: its client went away" in app_log.read_text(), timeout=60, every=0.5)
+
+
+def test_heavy_work_shares_one_app_wide_limit(tmp_path):
+    """Compare, Why IN?, Video, the webcam and a training submission run in one concurrency group:
+    ``--concurrency`` is the number of heavy requests at once in the whole app, not per endpoint."""
+    from stylenet.app.server import HEAVY, build
+    from stylenet.app.styles import StyleRegistry, load_styles, user_style
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    make_tiny_weights(weights)
+    store = JobStore(tmp_path / "models", tmp_path)
+    demo = build(StyleRegistry(load_styles(weights), user_style, store), store, concurrency=3)
+    heavy = {f.api_name or f.name: (f.concurrency_id, f.concurrency_limit) for f in demo.fns.values()
+             if f.api_name in ("compare", "why_in", "why_in_flicker", "video", "train")
+             or any(getattr(block, "streaming", False) for block in f.inputs)}
+    assert len(heavy) == 6 and set(heavy.values()) == {(HEAVY, 3)}, heavy
+
+
 def chromium(playwright, *extra: str):
     """Debian's chromium, headless, with nothing that calls out (``extra``: more command-line flags)."""
     return playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
@@ -306,9 +353,11 @@ def test_train_a_style_queue_it_and_cancel(app_url, folders, painting, photo):
     assert events[-1]["state"] == "done"
     jobs = {j["name"]: j for j in client.predict(api_name="/jobs")}
     assert set(jobs["tiny"]["models"]) == {"batch", "instance"}
+    assert str(folders["models"]) not in str(jobs)  # no server path reaches a client
     pair, gallery, _ = client.predict(handle_file(str(photo)), "tiny", api_name="/compare")
     assert [item["caption"].split(" ")[0] for item in gallery] == ["BN", "IN"]
     assert Image.open(pair[1]).size == (120, 90)
+    another_client_sees_and_touches_nothing(app_url, folders, tiny, photo)
 
     wait_for(lambda: any(e["event"] == "step" for e in client.predict(long, api_name="/job_events")))
     client.predict(long, api_name="/cancel")
@@ -317,6 +366,27 @@ def test_train_a_style_queue_it_and_cancel(app_url, folders, painting, photo):
     stopped_at = read_metadata(folders["models"] / long / "instance.train.safetensors")["step"]
     assert 1 <= stopped_at < 400 and f"cancelled at step {stopped_at}" in events[-1]["message"]
     assert {j["name"]: j for j in client.predict(api_name="/jobs")}["long"]["resumable"]
+
+
+def another_client_sees_and_touches_nothing(url, folders, job_id, photo):
+    """A second client: no other's job listed, followed, cancelled, resumed or deleted, no other's style
+    used, and none of the job's files served, whatever path it asks for."""
+    import httpx
+
+    other = Client(url, verbose=False)
+    assert [j for j in other.predict(api_name="/jobs") if j["id"] == job_id] == []
+    for api in ("/job_events", "/cancel", "/resume", "/delete_job"):
+        with pytest.raises(Exception, match=f"no job '{job_id}'"):
+            other.predict(job_id, api_name=api)
+    with pytest.raises(Exception, match="Unknown style 'tiny'"):
+        other.predict(handle_file(str(photo)), "tiny", api_name="/compare")
+    folder = folders["models"] / job_id
+    for name in ("job.json", "tiny.png", "preview_example.png", "batch.safetensors", "events.jsonl", "worker.log"):
+        assert (folder / name).is_file()
+        response = httpx.get(f"{url}gradio_api/file={folder / name}")
+        assert response.status_code == 403, name
+    assert httpx.get(f"{url}gradio_api/file={folders['models'] / 'jobs.lock'}").status_code == 403
+    assert (folder / "batch.safetensors").is_file()  # still there: nothing was deleted
 
 
 def test_train_refuses_bad_requests_in_one_line(app_url, tmp_path, painting):
@@ -345,19 +415,24 @@ def test_a_restarted_app_lists_finished_models_and_resumable_jobs(tmp_path, pain
     reused = store.submit(painting, "reused", ["instance"])
     reused.state, reused.pid = "running", os.getpid()  # its worker's pid now another live process's
     reused.save()
-    with running_app(**folders, log=tmp_path / "app.log") as url:
+    # jobs the operator queued (the command line) are no client's; --share-styles offers their styles to all
+    with running_app(**folders, log=tmp_path / "app.log", flags=("--share-styles",)) as url:
         client = Client(url, verbose=False)
 
         def none_running():
-            found = {j["name"]: j for j in client.predict(api_name="/jobs")}
-            return found if all(j["state"] != "running" for j in found.values()) else None
+            found = {j.name: j for j in store.jobs()}
+            return found if all(j.state != "running" for j in found.values()) else None
 
         jobs = wait_for(none_running, timeout=30)
-        assert jobs["mine"]["state"] == "done" and set(jobs["mine"]["models"]) == {"batch", "instance"}
+        assert jobs["mine"].state == "done"
         for name in ("crashed", "reused"):
-            assert jobs[name]["state"] == "interrupted" and jobs[name]["resumable"], jobs[name]
+            assert jobs[name].state == "interrupted" and jobs[name].resumable, jobs[name]
+        assert client.predict(api_name="/jobs") == []
         _, gallery, note = client.predict(handle_file(str(photo)), "mine", api_name="/compare")
         assert [item["caption"].split(" ")[0] for item in gallery] == ["BN", "IN"] and "2 models" in note
+    with (running_app(**folders, log=tmp_path / "app2.log") as url,  # not shared: the default
+          pytest.raises(Exception, match="Unknown style 'mine'")):
+        Client(url, verbose=False).predict(handle_file(str(photo)), "mine", api_name="/compare")
 
 
 def spawn_and_reap() -> int:
@@ -368,7 +443,9 @@ def spawn_and_reap() -> int:
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no Debian chromium (setup.sh installs it)")
-def test_browser_trains_a_style_and_shows_it_live(app_url, painting, tmp_path):
+def test_browser_trains_a_style_and_shows_it_live(app_url, folders, painting, tmp_path):
+    """One browser trains a style and sees it live; a second browser (``second_browser_sees_and_touches_nothing``)
+    cannot see or change it."""
     screenshot = Path(os.environ.get("STYLENET_TRAIN_SCREENSHOT", tmp_path / "train.png"))
     from playwright.sync_api import sync_playwright
 
@@ -398,4 +475,32 @@ def test_browser_trains_a_style_and_shows_it_live(app_url, painting, tmp_path):
         page.get_by_role("tab", name="Compare").click()
         page.get_by_label("Style", exact=True).first.click()  # the new style is offered without a restart, marked
         page.get_by_role("option", name="browser_tiny (user-trained)").wait_for(timeout=30_000)
+        second_browser_sees_and_touches_nothing(browser, app_url, folders)
+        page.reload()  # the first browser keeps its job across a reload (its token is in its own storage)
+        page.get_by_role("tab", name="Train a style").click()
+        page.locator("#job-status").get_by_text("browser_tiny — done").wait_for(timeout=30_000)
         browser.close()
+
+
+def second_browser_sees_and_touches_nothing(browser, url, folders):
+    """Another browser (a context of its own: its own storage and session): no job, no history, no
+    previews, the style not offered; typing the job's id and pressing Delete is refused, the job stays."""
+    [job_id] = [p.name for p in folders["models"].iterdir() if (p / "job.json").is_file()
+                and json.loads((p / "job.json").read_text())["name"] == "browser_tiny"]
+    page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+    page.goto(url)
+    page.get_by_role("tab", name="Train a style").click()
+    page.locator("#job-status").get_by_text("No job yet").wait_for(timeout=30_000)
+    page.wait_for_timeout(2500)  # a refresh or two
+    assert page.locator("#job-previews img").count() == 0 and "browser_tiny" not in page.content()
+    page.locator("#job-select input").fill(job_id)
+    page.locator("#job-select input").press("Enter")
+    page.click("#delete-btn")  # (a refresh may have emptied the field meanwhile: refused either way)
+    page.get_by_text(re.compile(r"no job '")).first.wait_for(timeout=30_000)
+    assert (folders["models"] / job_id / "job.json").is_file()
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_label("Style", exact=True).first.click()
+    page.get_by_role("option", name="starry_night").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(6000)  # past a tick of the style lists
+    assert page.get_by_role("option", name="browser_tiny (user-trained)").count() == 0
+    page.context.close()

@@ -1,12 +1,12 @@
 """The app's Video and Webcam tabs, called as plain functions: no server."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from stylenet.stylize import Stylizer
@@ -15,16 +15,51 @@ from .conftest import ROOT, smooth_image
 from .test_video import make_clip, read_clip
 
 
-def test_webcam_frame_reports_size_and_rate(checkpoints):
+def test_webcam_frame_reports_size_and_rate(checkpoints, tmp_path):
     from stylenet.app.video import WEBCAM_SIDE, webcam_frame
 
     models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
-    frame = np.asarray(smooth_image(2, (640, 480)))
-    bn, inorm, text, clock = webcam_frame(models, frame, None)
+    frame = tmp_path / "frame.png"
+    smooth_image(2, (640, 480)).save(frame)
+    bn, inorm, text, clock = webcam_frame(models, str(frame), None)
     assert bn.size == inorm.size == (WEBCAM_SIDE, WEBCAM_SIDE * 3 // 4)
     assert text.startswith("256x192 px · BN + IN take") and text.endswith("achieved: – fps")
-    _, _, text, clock2 = webcam_frame(models, frame, clock)
+    _, _, text, clock2 = webcam_frame(models, str(frame), clock)
     assert clock2[0] > clock[0] and clock2[1] > 0 and "achieved: –" not in text
+
+
+def test_webcam_frames_get_the_uploads_decoder_and_caps(tmp_path, monkeypatch):
+    """A streamed frame, sent as a file or inline, reaches no Pillow decoder before read_upload: an
+    8800x8800 PNG (77 MP, under Pillow's own bomb limit) is refused from its header, in one line."""
+    import base64
+    import time
+
+    import gradio as gr
+    from gradio.components.image import ImageData
+    from PIL import Image as PILImage
+
+    from stylenet.app import video as ui_video
+    from stylenet.app.sessions import Sessions
+    from stylenet.app.styles import StyleRegistry
+
+    huge = tmp_path / "huge.png"
+    PILImage.new("1", (8800, 8800)).save(huge)
+    registry = StyleRegistry({"stripes": SimpleNamespace(models={}, painting=None)}, lambda found: None)
+    with gr.Blocks() as demo:
+        ui_video.webcam_tab(registry, Sessions(), {})
+    cam = next(b for b in demo.blocks.values() if isinstance(b, gr.Image) and b.streaming)
+    inline = "data:image/png;base64," + base64.b64encode(huge.read_bytes()).decode()
+    decoded = []
+    real_open = PILImage.open
+    monkeypatch.setattr(PILImage, "open", lambda *a, **k: decoded.append(k.get("formats")) or real_open(*a, **k))
+    for payload in (ImageData(path=str(huge), orig_name="huge.png"), ImageData(url=inline, orig_name="huge.png")):
+        frame = cam.preprocess(payload)
+        assert decoded == [] and Path(frame).read_bytes() == huge.read_bytes()
+        start = time.perf_counter()
+        with pytest.raises(gr.Error, match="over the limit of 40,000,000"):
+            ui_video.webcam_frame({}, frame, None)
+        assert time.perf_counter() - start < 2 and decoded[-1] is not None  # the allowlist, header only
+        decoded.clear()
 
 
 def test_video_api_keeps_the_frame_size_within_the_slider(tmp_path, checkpoints):
@@ -33,11 +68,14 @@ def test_video_api_keeps_the_frame_size_within_the_slider(tmp_path, checkpoints)
     import gradio as gr
 
     from stylenet.app import video as ui_video
+    from stylenet.app.sessions import Sessions
+    from stylenet.app.styles import StyleRegistry
+    from stylenet.app.uploads import ResultFiles
 
     models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
-    style = SimpleNamespace(models=models)
+    registry = StyleRegistry({"stripes": SimpleNamespace(models=models, painting=None)}, lambda found: None)
     with gr.Blocks() as demo:
-        ui_video.video_tab({"stripes": style}, ["stripes"])
+        ui_video.video_tab(registry, Sessions(), ResultFiles(), {})
     handler = next(f.fn for f in demo.fns.values() if f.api_name == "video")
     clip = make_clip(tmp_path / "big.mp4", frames=2, size=(640, 480), audio=False)
     low, high, default = ui_video.VIDEO_SIDE
@@ -50,12 +88,28 @@ def test_video_api_keeps_the_frame_size_within_the_slider(tmp_path, checkpoints)
         handler(str(clip), "stripes", "big", False, progress=lambda *args, **kwargs: None)
 
 
-def test_video_results_go_to_a_private_folder_removed_at_exit():
-    script = ("import stat; from stylenet.app import video as ui_video; folder = ui_video.results_dir(); "
-              "assert folder == ui_video.results_dir(); (folder / 'x.mp4').write_bytes(b'x'); "
-              "print(folder, oct(stat.S_IMODE(folder.stat().st_mode)))")
-    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    folder, mode = result.stdout.split()
-    assert Path(folder).name.startswith("stylenet-video-") and mode == "0o700"  # mkdtemp: this process's own
-    assert not Path(folder).exists()  # removed when the app exits
+def test_results_areas_are_private_pruned_and_removed_when_the_process_ends(tmp_path):
+    """Each owner writes in its own folder; the newest ``keep`` folders and ``max_bytes`` are kept; the
+    area goes at exit, and one left by a killed app goes when the next one starts."""
+    from stylenet.app.uploads import ResultFiles
+
+    files = ResultFiles(keep=3, max_bytes=10_000)
+    try:
+        made = [files.folder(owner) for owner in ("alice", "bob", "alice", "alice")]
+        assert [f.parent.name for f in made] == ["alice", "bob", "alice", "alice"]
+        assert not made[0].exists() and all(f.exists() for f in made[1:])  # count
+        (made[1] / "big.bin").write_bytes(b"x" * 20_000)
+        newest = files.folder("bob")
+        assert not made[1].exists() and newest.exists()  # bytes: the oldest went first
+        assert oct(made[3].parent.stat().st_mode & 0o777) == "0o700"
+    finally:
+        shutil.rmtree(files.root, ignore_errors=True)
+    script = "from stylenet.app.uploads import ResultFiles; import os; print(ResultFiles().root, flush=True); {}"
+    ended = subprocess.run([sys.executable, "-c", script.format("")], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert not Path(ended.stdout.strip()).exists()  # atexit
+    killed = subprocess.run([sys.executable, "-c", script.format("os.kill(os.getpid(), 9)")], capture_output=True, check=False,
+                            text=True, cwd=ROOT)
+    left = Path(killed.stdout.strip())
+    assert left.exists()  # a killed process runs no atexit
+    ResultFiles()
+    assert not left.exists()  # swept by the next start

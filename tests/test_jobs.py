@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylenet.app.styles import StyleRegistry
+from stylenet.app.styles import StyleRegistry, has_pair
+from stylenet.app.uploads import ResultFiles
 from stylenet.checkpoint import CheckpointError, load_model, read_metadata
 from stylenet.jobs import Job, JobError, JobStore, Limits, Runner, UserStyle
 from stylenet.jobs import runner as runner_module
@@ -182,7 +183,7 @@ def test_queue_is_first_in_first_out_and_capped(tmp_path, painting, photo_dir):
     assert store.root.is_dir()
 
 
-def test_style_registry_follows_the_finished_models():
+def test_style_registry_shows_each_owner_its_styles_and_loads_them_lazily(capsys):
     loads = []
 
     def load(style):
@@ -190,20 +191,78 @@ def test_style_registry_follows_the_finished_models():
         if style.name == "broken":
             raise CheckpointError("broken: not a stylenet checkpoint")
         if style.name == "odd":
-            raise ValueError("odd: header too large")
+            raise RuntimeError("odd: size mismatch for conv1.weight")  # what torch raises: must not break a page
         return f"style:{style.name}"
 
-    registry = StyleRegistry({"starry_night": "shipped"}, load)
-    mine = UserStyle("mine", REPO / "mine.png", {"batch": REPO / "b", "instance": REPO / "i"}, "job1")
-    clash = UserStyle("starry_night", REPO / "s.png", {"instance": REPO / "i"}, "job2")
-    broken = UserStyle("broken", REPO / "x.png", {"instance": REPO / "x"}, "job3")
-    odd = UserStyle("odd", REPO / "o.png", {"instance": REPO / "o"}, "job4")  # the loader raises a plain ValueError
-    assert registry.sync([mine, clash, broken, odd]) and registry.version == 1
-    assert dict(registry) == {"starry_night": "shipped", "mine": "style:mine"}
-    assert registry.choices() == [("starry_night", "starry_night"), ("mine (user-trained)", "mine")]
-    assert registry.choices(lambda style: style == "shipped") == [("starry_night", "starry_night")]
-    assert not registry.sync([mine, clash, broken, odd]) and loads == ["mine", "broken", "odd"]  # loaded once
-    assert registry.sync([]) and "mine" not in registry and registry.version == 2
+    registry = StyleRegistry({"starry_night": "shipped"}, load, keep_loaded=2)
+    mine = UserStyle("mine", REPO / "mine.png", {"batch": REPO / "b", "instance": REPO / "i"}, "job1", "alice")
+    clash = UserStyle("starry_night", REPO / "s.png", {"instance": REPO / "i"}, "job2", "alice")
+    broken = UserStyle("broken", REPO / "x.png", {"instance": REPO / "x"}, "job3", "alice")
+    odd = UserStyle("odd", REPO / "o.png", {"instance": REPO / "o"}, "job4", "alice")
+    theirs = UserStyle("theirs", REPO / "t.png", {"instance": REPO / "t"}, "job5", "bob")
+    extra = UserStyle("extra", REPO / "e.png", {"instance": REPO / "e"}, "job6", "alice")
+    assert registry.sync([mine, clash, broken, odd, theirs, extra]) and loads == []  # nothing loaded to list
+    alice, bob = registry.view("alice"), registry.view("bob")
+    assert list(alice) == ["starry_night", "mine", "broken", "odd", "extra"] and list(bob) == ["starry_night", "theirs"]
+    assert "theirs" not in alice and "mine" not in bob and list(registry.view(None)) == ["starry_night"]
+    assert registry.choices("alice", has_pair) == [("mine (user-trained)", "mine")]
+    assert alice["mine"] == "style:mine" and alice["starry_night"] == "shipped"
+    for bad in ("broken", "odd"):
+        with pytest.raises(KeyError):
+            alice[bad]
+    assert alice["extra"] == "style:extra" and alice["mine"] == "style:mine"
+    assert list(registry.loaded) == ["extra", "mine"]  # at most keep_loaded stay in memory
+    assert loads == ["mine", "broken", "odd", "extra"]  # a broken one is not tried again
+    assert [n for _, n in registry.choices("alice")] == ["starry_night", "mine", "extra"]
+    assert "left out: RuntimeError: odd: size mismatch" in capsys.readouterr().err
+    assert not registry.sync([mine, clash, broken, odd, theirs, extra])
+    assert registry.sync([theirs]) and list(registry.view("alice")) == ["starry_night"] and not registry.loaded
+    shared = StyleRegistry({}, load, shared=True)
+    shared.sync([mine, theirs])
+    assert list(shared.view("carol")) == ["mine", "theirs"]  # the operator's choice: everyone's styles for all
+
+
+def test_a_job_is_its_owners_alone(store, painting):
+    job = store.submit(painting, "alices", ["instance"], "quick", TINY, owner="alice")
+    assert store.get(job.id, "alice").owner == "alice" and store.get(job.id).id == job.id  # the operator: any
+    for action in (store.cancel, store.resume, store.delete, store.events, store.get):
+        with pytest.raises(JobError, match=f"no job '{job.id}'"):
+            action(job.id, "mallory")
+    assert store.get(job.id).state == "queued"
+    store.cancel(job.id, "alice")
+    assert store.delete(job.id, "alice").id == job.id and store.jobs() == []
+
+
+def test_read_events_skips_a_bad_line_and_reads_on(tmp_path):
+    from stylenet.jobs.job import append_event, read_events
+
+    append_event(tmp_path, {"event": "step", "step": 1})
+    with open(tmp_path / "events.jsonl", "a") as f:
+        f.write('{"event": "step", "ste\n\xff\xfe not json\n[1, 2]\n')
+    append_event(tmp_path, {"event": "end", "state": "done"})
+    assert [e["event"] for e in read_events(tmp_path)] == ["step", "end"]
+
+
+def test_retention_removes_the_oldest_finished_jobs_beyond_count_age_and_bytes(tmp_path, painting, photo_dir):
+    from stylenet.jobs import Retention
+
+    store = JobStore(tmp_path / "models", photo_dir, Limits(queue=10), retention=Retention(jobs=2, days=1, bytes=10**9))
+    made = [store.submit(painting, f"j{i}", ["instance"], "quick", TINY) for i in range(5)]
+    for job in made[:4]:
+        store.finish(job, "cancelled")
+    assert [j.name for j in store.prune(now=made[0].created)] == ["j0", "j1"]  # count: 2 finished kept
+    assert [j.name for j in store.jobs()] == ["j2", "j3", "j4"]
+    assert [j.name for j in store.prune(now=made[0].created + 2 * 86400)] == ["j2", "j3"]  # age; queued j4 stays
+    store.retention = Retention(bytes=1)
+    store.finish(made[4], "failed")
+    assert [j.name for j in store.prune()] == ["j4"] and store.jobs() == []
+
+
+def test_a_finished_job_drops_its_training_states(store, painting):
+    job = store.submit(painting, "finished", ["instance"], "quick", TINY)
+    state_path(job.model_path("instance")).write_bytes(b"optimizer and all")
+    store.finish(job, "done")
+    assert not state_path(job.model_path("instance")).exists()
 
 
 def test_command_line_lists_and_refuses(tmp_path, store, painting, photo_dir, capsys):
@@ -332,10 +391,18 @@ def test_a_refresh_of_the_train_tab_reads_each_job_once(tmp_path, painting, phot
     load = Job.load.__func__
     monkeypatch.setattr(Job, "load", classmethod(lambda cls, folder: reads.append(folder) or load(cls, folder)))
     registry = StyleRegistry({}, lambda style: style.name, store)
-    _, status, _, _, history, drawn = train_tab.live_view(store, registry, None, {})
-    assert len(reads) == len(made)  # was: every job again for the registry, and for each job's queue position
+    files = ResultFiles()
+    _, status, _, _, history, drawn = train_tab.live_view(store, registry, files, "", None, {})
+    assert len(reads) <= len(made)  # was: every job again for the registry, and for each job's queue position
     assert "position **1** in the queue" in status and "(position 6)" in history
     assert drawn["jobs"] == [(j.id, "queued", i) for i, j in enumerate(made, 1)]
+    store.cancel(made[0].id)
+    reads.clear()
+    again = train_tab.live_view(store, registry, files, "", None, drawn)
+    assert reads == [made[0].folder]  # only the job.json that changed is parsed again
+    assert "cancelled" in again[4]
+    _, status, _, _, history, drawn = train_tab.live_view(store, registry, files, "someone else", None, {})
+    assert drawn["jobs"] == [] and history == "" and status.startswith("No job yet")  # nobody else's jobs
 
 
 def test_latency_script_stops_on_a_failed_job_and_on_its_deadline():

@@ -287,3 +287,35 @@ def test_even_size():
     assert even_size(1280, 720, 480) == (480, 270)
     assert even_size(3840, 2160, None) == (2048, 1152)  # over the tiling threshold: scaled, not tiled
     assert even_size(1000, 3, 512) == (512, 2)
+
+
+def test_a_gap_before_the_last_frame_keeps_the_clip_s_length(tmp_path, checkpoints):
+    """Frames at 0, 1/30, 2/30, 3/30, then 2, 4, 5 and 6 s: MP4 takes a track's length from decoding
+    times, which x264 derives from earlier frames, so the header said 4.1 s while the last frame is at 6 s."""
+    src = make_clip(tmp_path / "gaps.mp4", fps=Fraction(30), pts=[0, 1, 2, 3, 60, 120, 150, 180], audio=False)
+    out = tmp_path / "out.mp4"
+    stylize_video(src, out, Stylizer.load(checkpoints["batch"], device="cpu"), strength=0.0)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        times = [float(frame.time) for frame in container.decode(stream)]
+        assert times[-1] == pytest.approx(6.0)
+        assert float(stream.duration * stream.time_base) == pytest.approx(6.0 + 1 / 30, abs=1e-3)
+        assert container.duration / av.time_base == pytest.approx(6.0 + 1 / 30, abs=1e-3)
+
+
+def test_fast_clips_are_resampled_and_bounded_in_frames_and_pixels(tmp_path, checkpoints):
+    """A 120 fps clip comes out at 30 fps with its length; one faster than max_decoded_fps is refused
+    before it is decoded in full; max_work bounds frames x pixels."""
+    stylizer = Stylizer.load(checkpoints["batch"], device="cpu")
+    fast = make_clip(tmp_path / "fast.mp4", frames=48, fps=Fraction(120), audio=False)  # 0.4 s
+    limits = VideoLimits(max_seconds=1.0, max_fps=30)
+    assert stylize_video(fast, tmp_path / "out.mp4", stylizer, limits=limits) == 12
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        times = [float(frame.time) for frame in container.decode(video=0)]
+    assert times == pytest.approx([i / 30 for i in range(12)], abs=1e-3)
+    frantic = make_clip(tmp_path / "frantic.mp4", frames=200, fps=Fraction(2000), audio=False)  # 0.1 s
+    with pytest.raises(VideoError, match=r"frantic.mp4: more than 25 frames; at most 24 frames a second"):
+        stylize_video(frantic, tmp_path / "no.mp4", stylizer, limits=VideoLimits(max_seconds=1.0, max_decoded_fps=24))
+    with pytest.raises(VideoError, match=r"fast.mp4: over the limit of 3 frames at 64x48"):
+        stylize_video(fast, tmp_path / "no.mp4", stylizer, limits=VideoLimits(max_fps=30, max_work=3 * 64 * 48))
+    assert not (tmp_path / "no.mp4").exists()

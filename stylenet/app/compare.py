@@ -8,7 +8,8 @@ import gradio as gr
 
 from ..norms import norm_label
 from ..stylize import check_strength
-from .styles import Style, style_dropdown
+from .sessions import LOCAL, Sessions
+from .styles import Style, StyleRegistry, find_style, style_dropdown
 from .uploads import ResultFiles, example_photos, photo_input, read_upload
 
 MAX_SIDE = 1024  # resolution cap for the UI: bounds memory and latency per request
@@ -28,40 +29,50 @@ def side_limit(max_side: object) -> int:
     return int(min(max(side, MIN_SIDE), MAX_SIDE))
 
 
-def painting(styles: Mapping[str, Style], name: str) -> str | None:
-    """The style's painting as a file for the thumbnail (None when it has none)."""
-    p = styles[name].painting if name in styles else None
-    return str(p) if p and p.is_file() else None
+def painting(styles: Mapping[str, Style], files: ResultFiles, name: str, owner: str) -> str | None:
+    """The style's painting for the thumbnail, copied into the owner's area (a user style's painting
+    lives in its job's folder, which is never served); None when it has none."""
+    try:
+        p = styles[name].painting
+    except KeyError:
+        return None
+    copied = files.copies([(p, "")], owner) if p and p.is_file() else []
+    return copied[0][0] if copied else None
 
 
 def compare(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str, strength: float = 1.0,
-            preserve_color: bool = False, max_side: int = DEFAULT_SIDE) -> tuple[tuple, list, str]:
-    """Run every norm's model for ``style`` on the photo: (BN, IN) for the slider, all for the row, a note."""
-    if style not in styles:
-        raise gr.Error(f"Unknown style {style!r}; choose one of: {', '.join(styles)}")
+            preserve_color: bool = False, max_side: int = DEFAULT_SIDE, owner: str = LOCAL) -> tuple[tuple, list, str]:
+    """Run every norm's model for ``style`` on the photo: (BN, IN) for the slider, all for the row, a note;
+    the results are files in ``owner``'s area."""
+    found = find_style(styles, style)
     try:
         check_strength(float(strength))
     except (TypeError, ValueError):
         raise gr.Error("The style strength must be a number from 0 to 1.") from None
     img = read_upload(photo, side_limit(max_side))
     results = {}
-    for norm, stylizer in styles[style].models.items():
+    for norm, stylizer in found.models.items():
         out, seconds = stylizer.timed(img, strength=float(strength), preserve_color=bool(preserve_color))
         results[norm] = (out, f"{norm_label(norm)} — {seconds:.2f} s")
-    gallery = files.gallery(list(results.values()))
+    gallery = files.gallery(list(results.values()), owner)
     paths = {norm: path for norm, (path, _) in zip(results, gallery)}
     pair = (paths.get("batch", img), paths.get("instance", img))
     note = f"{img.width}x{img.height} px, {len(results)} models"
     return pair, gallery, note
 
 
-def compare_tab(styles: Mapping[str, Style], names: list[str], files: ResultFiles) -> tuple[gr.Image, gr.Dropdown]:
-    """Build the tab inside the caller's ``gr.Tab``; returns the photo input and the style list."""
+def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
+                heavy: dict) -> tuple[gr.Image, gr.Dropdown]:
+    """Build the tab inside the caller's ``gr.Tab``; returns the photo input and the style list.
+    ``heavy``: the app-wide concurrency group the stylizing runs in."""
+    styles, names = registry.view(None), registry.names()
     with gr.Row():
         with gr.Column(scale=1):
             photo = photo_input("Your photo", 300)
             style = style_dropdown(styles, names, pairs_only=False)
-            thumb = gr.Image(value=painting(styles, names[0]), label="Painting", interactive=False, height=160)
+            first = styles[names[0]].painting
+            thumb = gr.Image(value=str(first) if first and first.is_file() else None, label="Painting",
+                             interactive=False, height=160)
             strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (0 = photo, 1 = full style)")
             keep = gr.Checkbox(label="Preserve the photo's colours")
             side = gr.Slider(128, MAX_SIDE, value=DEFAULT_SIDE, step=32, label="Resolution cap (longest side, px)")
@@ -74,14 +85,16 @@ def compare_tab(styles: Mapping[str, Style], names: list[str], files: ResultFile
             note = gr.Markdown()
     gr.Examples([[str(p)] for p in example_photos(4)], inputs=[photo], label="Example photos")
 
-    def show_painting(name: str) -> str | None:
-        return painting(styles, name)
+    def show_painting(name: str, request: gr.Request) -> str | None:
+        owner = sessions.owner(request)
+        return painting(registry.view(owner), files, name, owner)
 
     def run_compare(photo: str | None, style: str, strength: float = 1.0, preserve_color: bool = False,
-                    max_side: int = DEFAULT_SIDE):
+                    max_side: int = DEFAULT_SIDE, request: gr.Request = None):
         """Run every norm's model for ``style`` on the photo; BN | IN for the slider, all for the row."""
-        return compare(styles, files, photo, style, strength, preserve_color, max_side)
+        owner = sessions.owner(request)
+        return compare(registry.view(owner), files, photo, style, strength, preserve_color, max_side, owner)
 
     style.change(show_painting, style, thumb, api_name=False)
-    run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note], api_name="compare")
+    run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note], api_name="compare", **heavy)
     return photo, style

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -17,35 +18,49 @@ from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
 from ..jobs import JobError, JobStore, Runner
 from .compare import compare_tab
 from .report import report_tab
+from .sessions import Sessions, browser_secret
 from .styles import StyleRegistry, has_pair, load_styles, style_lists, user_style
 from .train import train_tab
 from .uploads import ResultFiles
 from .video import video_tab, webcam_tab
 from .why_in import why_in_tab
 
+HEAVY = "heavy"  # the concurrency group of every handler that stylizes, trains or decodes much
+GRADIO_CACHE_RETENTION = (600, 3600)  # every 10 minutes, Gradio's cache (uploads, results) loses files over an hour old
 
-def build(styles: StyleRegistry, jobs: JobStore | None = None) -> gr.Blocks:
-    """The app's Blocks, ready to queue and launch (or to inspect in a test without a server)."""
-    names = styles.names()
-    if not names:
+
+def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int = 2,
+          sessions: Sessions | None = None, secret: str | None = None) -> gr.Blocks:
+    """The app's Blocks, ready to queue and launch (or to inspect in a test without a server).
+
+    Every heavy handler (Compare, Why IN?, Video, Webcam, a training submission) runs in one
+    concurrency group, ``HEAVY``: at most ``concurrency`` of them at once across the whole app, the
+    rest waiting in the one queue. ``secret``: the key of the browsers' stored owner tokens.
+    """
+    if not styles.names():
         raise SystemExit("no models found: the manifest is missing or empty (see docs/training.md)")
+    sessions = sessions or Sessions()
     files = ResultFiles()
-    with gr.Blocks(title="stylenet: BN vs IN") as demo:
+    heavy = {"concurrency_id": HEAVY, "concurrency_limit": concurrency}
+    with gr.Blocks(title="stylenet: BN vs IN", delete_cache=GRADIO_CACHE_RETENTION) as demo:
         gr.Markdown("# stylenet — Batch Norm vs Instance Norm for fast style transfer\n"
                     "Same network, same recipe, same training photos: only the normalization layer differs.")
+        token = gr.BrowserState("", storage_key="stylenet-owner", secret=secret or browser_secret(None))
+        demo.load(sessions.start, token, token, api_name=False, show_progress="hidden")
+        demo.unload(sessions.forget)
         with gr.Tab("Compare"):
-            photo, style = compare_tab(styles, names, files)
+            photo, style = compare_tab(styles, sessions, files, heavy)
         with gr.Tab("Why IN?"):
-            xstyle = why_in_tab(styles, names, files)
+            xstyle = why_in_tab(styles, sessions, files, heavy)
         with gr.Tab("Video"):
-            vstyle = video_tab(styles, names)
+            vstyle = video_tab(styles, sessions, files, heavy, demo)
         with gr.Tab("Webcam"):
-            wstyle = webcam_tab(styles, names)
+            wstyle = webcam_tab(styles, sessions, heavy)
         if jobs is not None:
             with gr.Tab("Train a style"):
-                train_tab(jobs, styles, photo)
-            style_lists(styles, [(style, lambda s: True), (xstyle, has_pair), (vstyle, has_pair),
-                                 (wstyle, has_pair)])
+                train_tab(jobs, styles, sessions, files, heavy, photo)
+            style_lists(styles, sessions, [(style, lambda norms: True), (xstyle, has_pair), (vstyle, has_pair),
+                                           (wstyle, has_pair)])
         with gr.Tab("Training report"):
             report_tab()
     return demo
@@ -59,9 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
     parser.add_argument("--weights-dir", type=Path, default=None,
                         help="the shipped models (default: $STYLENET_WEIGHTS or the shipped weights/)")
-    parser.add_argument("--concurrency", type=int, default=2, help="requests run at once (each uses the CPU fully)")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="heavy requests (Compare, Why IN?, Video, Webcam, Train) run at once, app-wide")
     parser.add_argument("--queue-size", type=int, default=32,
                         help="requests waiting their turn; beyond that a request is refused at once as busy")
+    parser.add_argument("--share-styles", action="store_true",
+                        default=os.environ.get("STYLENET_SHARE_STYLES", "") not in ("", "0"),
+                        help="offer every finished style to every user (default: $STYLENET_SHARE_STYLES, else "
+                             "off: a style is its trainer's alone)")
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="styles trained in the app and their jobs (default: $STYLENET_USER_MODELS or "
                              "the cache folder)")
@@ -79,18 +99,23 @@ def run(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    styles = StyleRegistry(shipped, user_style, jobs)
+    styles = StyleRegistry(shipped, user_style, jobs, shared=args.share_styles)
+    jobs.prune()  # the retention policy, at start; the runner applies it while running
     styles.refresh()
     Runner(jobs, on_change=styles.refresh).start()  # trains queued jobs, one at a time
-    demo = build(styles, jobs)
+    demo = build(styles, jobs, args.concurrency, secret=browser_secret(jobs.root))
     # A bounded queue keeps memory bounded: when it is full a request is refused at once (the browser
     # shows "This application is currently busy", gradio_client raises "Queue is full") instead of hanging.
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
+    # SIGTERM ends the process through SystemExit, so the atexit cleanups (results areas) run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
                 show_error=True,
-                # Gradio serves files under the working folder and these only: the user styles' paintings
-                # and previews, the shipped paintings and the example photos (wherever the app starts)
-                allowed_paths=[str(jobs.root), str(weights / "styles"), str(paths.examples_dir())])
+                # Gradio serves its own cache and these only: the shipped paintings and the example photos
+                # (wherever the app starts). Never the models folder: a user's results, previews and
+                # paintings are copied into that user's results area (uploads.ResultFiles) and served from
+                # Gradio's cache.
+                allowed_paths=[str(weights / "styles"), str(paths.examples_dir())])
     return 0
 
 

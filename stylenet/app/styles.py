@@ -1,15 +1,17 @@
-"""The styles the app offers: the shipped ones and those trained while it runs, in one registry.
+"""The styles the app offers: the shipped ones and those trained in the app, each to its owner.
 
-Request threads read the registry like a dict while, in another thread, a job finishes or a user
-model is deleted. An update therefore never changes a dict in place: it builds a new one and swaps
-the reference, so a reader sees the old set or the new one, never half of either; ``version`` grows
-with every change so views know when to refresh their style lists. The user styles come from one
-source, the job store: ``refresh`` reads it, and the runner calls ``refresh`` when a job ends.
+Request threads read the registry while, in another thread, a job finishes or a user model is
+deleted. An update never changes the dict of finished styles in place: it builds a new one and swaps
+the reference, so a reader sees the old set or the new one, never half of either. The user styles
+come from one source, the job store: ``refresh`` reads it, and the runner calls ``refresh`` when a
+job ends. Each request sees ``registry.view(owner)``: the shipped styles and its owner's.
 """
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -17,11 +19,12 @@ from typing import Generic, TypeVar
 import gradio as gr
 import torch
 
-from ..checkpoint import CheckpointError, load_model
+from ..checkpoint import load_model
 from ..jobs import Job, JobStore, UserStyle
 from ..norms import NORM_KINDS
 from ..stylize import Stylizer
 from ..weights import load_manifest
+from .sessions import Sessions
 
 S = TypeVar("S")
 USER_SUFFIX = " (user-trained)"
@@ -50,16 +53,44 @@ class Style:
 
 
 def load_styles(weights_dir: Path) -> dict[str, Style]:
-    """The shipped styles of ``weights_dir``'s manifest (experiments left out), norms in display order."""
+    """The shipped styles of ``weights_dir``'s manifest (experiments left out), norms in display order.
+
+    Entry by entry: one that names a file outside the weights folder, or whose model does not load,
+    is left out with its reason on stderr, and the app starts with the others.
+    """
     styles: dict[str, Style] = {}
-    for entry in sorted(load_manifest(weights_dir), key=lambda e: NORM_KINDS.index(e["norm"])):
+    root = Path(weights_dir).resolve()
+    entries = [e for e in load_manifest(weights_dir) if isinstance(e, dict)]
+    for entry in sorted(entries, key=lambda e: NORM_KINDS.index(e["norm"]) if e.get("norm") in NORM_KINDS else 99):
         if entry.get("experiment"):
             continue
-        style = styles.setdefault(entry["style"], Style(
-            entry["style"], entry.get("title", entry["style"]),
-            weights_dir / entry["painting"] if entry.get("painting") else None, {}, {}))
-        style.add(entry["norm"], weights_dir / entry["file"])
+        try:
+            name, norm = entry["style"], entry["norm"]
+            model = inside(root, entry["file"])
+            painting = inside(root, entry["painting"]) if entry.get("painting") else None
+            style = styles.get(name) or Style(name, entry.get("title", name), painting, {}, {})
+            style.add(norm, model)
+        except Exception as exc:  # noqa: BLE001 - one bad entry is skipped, whatever the loader raised
+            print(f"stylenet app: manifest entry {entry.get('file')!r} skipped: {one_line(exc)}",
+                  file=sys.stderr, flush=True)
+            continue
+        styles[name] = style
     return styles
+
+
+def inside(root: Path, name: object) -> Path:
+    """``root / name`` when that stays inside ``root`` (no absolute path, no ``..``); ValueError otherwise."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{name!r} is not a file name")
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{name} is outside the weights folder")
+    return path
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def user_style(found: UserStyle) -> Style:
@@ -70,110 +101,159 @@ def user_style(found: UserStyle) -> Style:
     return style
 
 
-def has_pair(style: Style) -> bool:
-    """Whether the style has both a BN and an IN model (the filter of the BN-vs-IN style lists)."""
-    return set(PAIR) <= set(style.models)
+def has_pair(norms: Iterable[str]) -> bool:
+    """Whether a style with these models has both BN and IN (the filter of the BN-vs-IN style lists)."""
+    return set(PAIR) <= set(norms)
 
 
-class StyleRegistry(Mapping[str, S], Generic[S]):
-    """name -> style object (whatever ``load`` builds from a ``UserStyle``; the app's ``Style``)."""
+class StyleRegistry(Generic[S]):
+    """The shipped styles and the finished jobs' styles, and which of them each owner may use.
+
+    A finished job's style is known by its ``UserStyle`` (names and files: no model is read) and
+    belongs to the job's owner; with ``shared`` (the operator's choice, ``--share-styles``) every
+    owner sees every finished style. Its models are loaded the first time a request uses them, and
+    only the ``keep_loaded`` most recently used user styles stay in memory. A style whose models
+    fail to load (any exception: a corrupt file, a torch ``RuntimeError``) is logged once and left out.
+    """
 
     def __init__(self, shipped: Mapping[str, S], load: Callable[[UserStyle], S],
-                 store: JobStore | None = None) -> None:
+                 store: JobStore | None = None, shared: bool = False, keep_loaded: int = 4) -> None:
         self.shipped = dict(shipped)
-        self.load = load
-        self.store = store
-        self.user: dict[str, S] = {}
-        self.loaded: dict[str, tuple] = {}  # name -> the job and files it was loaded from
-        self.all: dict[str, S] = dict(self.shipped)
-        self.version = 0
-        self.sync_lock = threading.Lock()
-
-    def __getitem__(self, name: str) -> S:
-        return self.all[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(self.all))
-
-    def __len__(self) -> int:
-        return len(self.all)
+        self.load, self.store, self.shared, self.keep_loaded = load, store, shared, keep_loaded
+        self.found: dict[str, UserStyle] = {}  # name -> a finished job's style (shipped names left out)
+        self.loaded: OrderedDict[str, tuple[str, S]] = OrderedDict()  # name -> (job id, style), LRU order
+        self.broken: set[str] = set()  # job ids whose models failed to load
+        self.lock = threading.Lock()
 
     def refresh(self, jobs: list[Job] | None = None) -> bool:
         """Follow the store's finished jobs (``jobs`` when the caller has just read them); True on a change."""
         return self.store is not None and self.sync(self.store.user_styles(jobs))
 
     def sync(self, found: list[UserStyle]) -> bool:
-        """Make the user styles exactly ``found`` (loading only new ones); True when anything changed.
-
-        A style whose model files fail the loader (a ``CheckpointError`` or other ``ValueError``, an
-        ``OSError``) is left out. It is tried again only when ``found`` differs from the last call's
-        (a job finished or was deleted): styles are compared by name, job id and norms, never by file
-        contents, so a rewritten file alone does not trigger a retry (a finished job's files are not
-        rewritten), and an unchanged broken one costs no load per refresh.
-        """
-        with self.sync_lock:
-            wanted = {s.name: (s.job_id, tuple(sorted(s.files))) for s in found if s.name not in self.shipped}
-            if wanted == self.loaded:
+        """Make the finished styles exactly ``found`` (no model is read); True when anything changed.
+        Styles are compared by name, job id, owner and norms, never by file contents."""
+        wanted = {s.name: s for s in found if s.name not in self.shipped}
+        with self.lock:
+            if wanted == self.found:
                 return False
-            user = {}
-            for style in found:
-                if style.name not in wanted:
-                    continue
-                if self.loaded.get(style.name) == wanted[style.name] and style.name in self.user:
-                    user[style.name] = self.user[style.name]
-                    continue
-                try:
-                    user[style.name] = self.load(style)
-                except (CheckpointError, ValueError, OSError):  # CheckpointError is a ValueError: named for the reader
-                    continue
-            self.user, self.loaded = user, wanted
-            self.all = {**self.shipped, **user}
-            self.version += 1
+            self.found = wanted
+            for name in [n for n, (job, _) in self.loaded.items() if n not in wanted or wanted[n].job_id != job]:
+                del self.loaded[name]
             return True
 
-    def choices(self, keep: Callable[[S], bool] = lambda style: True) -> list[tuple[str, str]]:
-        """(label, name) pairs for a dropdown: shipped styles first, then the user's, marked as such."""
-        snapshot, user = self.all, self.user
-        return [(name + USER_SUFFIX if name in user else name, name) for name, style in snapshot.items() if keep(style)]
+    def visible(self, owner: str | None) -> dict[str, UserStyle]:
+        """The finished styles ``owner`` may use: its own, or all of them when styles are shared."""
+        return {name: s for name, s in self.found.items()
+                if s.job_id not in self.broken and (self.shared or (owner is not None and s.owner == owner))}
+
+    def view(self, owner: str | None) -> StyleView:
+        """The styles ``owner`` may use, as a name -> style mapping (user styles load when looked up)."""
+        return StyleView(self, self.visible(owner))
+
+    def get_user(self, found: UserStyle) -> S:
+        """The loaded style of a finished job (loading it, and unloading the least recently used); KeyError
+        when its models do not load."""
+        with self.lock:
+            if found.job_id in self.broken:
+                raise KeyError(found.name)
+            known = self.loaded.get(found.name)
+            if known and known[0] == found.job_id:
+                self.loaded.move_to_end(found.name)
+                return known[1]
+            try:
+                style = self.load(found)
+            except Exception as exc:  # noqa: BLE001 - a bad user model must not break any page
+                print(f"stylenet app: user style {found.name!r} left out: {one_line(exc)}", file=sys.stderr, flush=True)
+                self.broken.add(found.job_id)
+                raise KeyError(found.name) from None
+            self.loaded[found.name] = (found.job_id, style)
+            while len(self.loaded) > self.keep_loaded:
+                self.loaded.popitem(last=False)
+            return style
+
+    def choices(self, owner: str | None, keep: Callable[[Iterable[str]], bool] = lambda norms: True) -> list[tuple[str, str]]:
+        """(label, name) pairs for a dropdown: shipped styles first, then the owner's, marked as such.
+        ``keep`` filters by the style's norms."""
+        shipped = [(name, name) for name, style in self.shipped.items() if keep(norms_of(style))]
+        return shipped + [(name + USER_SUFFIX, name) for name, s in self.visible(owner).items() if keep(s.files)]
 
     def names(self) -> list[str]:
-        """Every style's name, the flagship first."""
-        return sorted(self, key=lambda n: n != "starry_night")
+        """Every shipped style's name, the flagship first."""
+        return sorted(self.shipped, key=lambda n: n != "starry_night")
+
+
+def norms_of(style: object) -> Iterable[str]:
+    """A shipped style's norms (an app ``Style``'s models; any other object, as tests use: none known)."""
+    return getattr(style, "models", ())
+
+
+class StyleView(Mapping[str, S]):
+    """What one owner may use: the shipped styles and its visible finished ones. ``in`` and iteration
+    read names only; looking a user style up loads it (KeyError when it does not load)."""
+
+    def __init__(self, registry: StyleRegistry[S], user: dict[str, UserStyle]) -> None:
+        self.registry, self.user = registry, user
+
+    def __getitem__(self, name: str) -> S:
+        if name in self.registry.shipped:
+            return self.registry.shipped[name]
+        return self.registry.get_user(self.user[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.registry.shipped or name in self.user
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.registry.shipped, *self.user])
+
+    def __len__(self) -> int:
+        return len(self.registry.shipped) + len(self.user)
+
+
+def find_style(styles: Mapping[str, Style], name: str) -> Style:
+    """The style called ``name``; gr.Error (shown in the UI) naming the choices when there is none."""
+    try:
+        return styles[name]
+    except (KeyError, TypeError):
+        raise gr.Error(f"Unknown style {name!r}; choose one of: {', '.join(styles)}") from None
 
 
 def pair_of(styles: Mapping[str, Style], style: str) -> dict[str, Stylizer]:
     """The style's BN and IN stylizers; gr.Error (shown in the UI) when it lacks either."""
-    if style not in styles or not has_pair(styles[style]):
+    found = find_style(styles, style)
+    if not has_pair(found.models):
         raise gr.Error(f"{style!r} needs both a BN and an IN model")
-    return {norm: styles[style].models[norm] for norm in PAIR}
+    return {norm: found.models[norm] for norm in PAIR}
 
 
 def style_dropdown(styles: Mapping[str, Style], names: list[str], pairs_only: bool = True) -> gr.Dropdown:
     """A style list; custom values let styles trained while the app runs through (in every session
     and the API). ``pairs_only``: the styles with a BN and an IN model."""
-    shown = [n for n in names if has_pair(styles[n]) or not pairs_only]
+    shown = [n for n in names if has_pair(styles[n].models) or not pairs_only]
     return gr.Dropdown(shown, value=shown[0] if shown else None, label="Style", allow_custom_value=True)
 
 
-def style_lists(registry: StyleRegistry, dropdowns: list[tuple[gr.Dropdown, Callable]]) -> None:
-    """Keep the tabs' style dropdowns in step with the registry (a job finished, a model was deleted).
+def style_lists(registry: StyleRegistry, sessions: Sessions, dropdowns: list[tuple[gr.Dropdown, Callable]]) -> None:
+    """Keep the tabs' style dropdowns in step with what this page's owner may use (a job of theirs
+    finished, a model was deleted).
 
     Built outside any tab, so it ticks whichever tab is open. ``dropdowns`` pairs each dropdown with
-    a filter on the styles it may list; the shipped styles keep the dropdown's own order.
+    a filter on the norms of the styles it may list; the shipped styles keep the dropdown's own order.
     """
     order = {id(dd): [value for _, value in dd.choices] for dd, _ in dropdowns}
 
-    def update(version: int):
+    def update(drawn: list, request: gr.Request):
         registry.refresh()
-        if version == registry.version:
-            return [gr.skip()] * len(dropdowns) + [version]
+        owner = sessions.owner(request)
+        lists = [registry.choices(owner, keep) for _, keep in dropdowns]
+        if lists == drawn:
+            return [gr.skip()] * len(dropdowns) + [drawn]
         updates = []
-        for dd, keep in dropdowns:
+        for (dd, _), choices in zip(dropdowns, lists):
             first = order[id(dd)]
-            choices = sorted(registry.choices(keep), key=lambda c: first.index(c[1]) if c[1] in first else len(first))
-            updates.append(gr.update(choices=choices))
-        return updates + [registry.version]
+            updates.append(gr.update(choices=sorted(choices, key=lambda c: first.index(c[1]) if c[1] in first
+                                                    else len(first))))
+        return updates + [lists]
 
-    version = gr.State(0)
-    gr.Timer(STYLE_LISTS_REFRESH_S).tick(update, version, [dd for dd, _ in dropdowns] + [version], api_name=False,
+    drawn = gr.State([])
+    gr.Timer(STYLE_LISTS_REFRESH_S).tick(update, drawn, [dd for dd, _ in dropdowns] + [drawn], api_name=False,
                                          show_progress="hidden")

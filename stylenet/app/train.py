@@ -1,17 +1,19 @@
 """The "Train a style" tab: a thin view over the job API (``stylenet.jobs``).
 
-Everything shown comes from the job folders, re-read every few seconds, so a reload or a second
-browser sees the same running job, its curves and previews, and the history. Each refresh (every
-``REFRESH_S`` per open page, see ``live_view``) reads every job's job.json once, checks which model
-files the finished jobs have (for the style registry) and reads the shown job's events.jsonl; queue
-positions are worked out from those same reads. Each browser session remembers what it last drew (a
-``gr.State``) and sends only the outputs that changed, so an idle page costs the server those small
-reads, not a redraw. The other tabs' style lists (``styles.style_lists``) read every job.json again
-every ``STYLE_LISTS_REFRESH_S``.
+Each page sees, and may cancel, resume or delete, only its owner's jobs (``sessions``); the queue
+positions count everyone's. Everything shown comes from the job folders, re-read every few seconds,
+so a reload sees the same running job, its curves and previews, and the history. Each refresh (every
+``REFRESH_S`` per open page, see ``live_view``) lists the jobs (a job.json is parsed again only when
+it changed, ``JobStore.jobs``), checks which model files the finished jobs have (for the style
+registry) and reads the shown job's events.jsonl. Each browser session remembers what it last drew
+(a ``gr.State``) and sends only the outputs that changed. Previews are copied into the owner's
+results area before they are shown: nothing is served from the models folder.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -22,11 +24,19 @@ from ..jobs.job import queue_positions, read_events
 from ..norms import NORM_KINDS, NORMS, norm_label
 from ..train import PRESETS
 from ..units import duration
+from .sessions import Sessions
 from .styles import StyleRegistry
-from .uploads import photo_input
+from .uploads import ResultFiles, photo_input
 
 REFRESH_S = 2.0  # the live view's refresh period
 LOSS_COLUMNS = ("step", "loss", "curve")
+SERVER_PATH = re.compile(r"(?<![\w.~])/(?:[^\s'\"/]+/)+(?=[^\s'\"/]*)")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute path cut to its last part: a message a worker or the store wrote
+    (an exception's text) may name server folders, which no client is told."""
+    return SERVER_PATH.sub("", text)
 
 
 def tint(color: str, amount: float = 0.55) -> str:
@@ -74,18 +84,20 @@ def status_text(job: Job | None, events: list[dict[str, Any]], position: int | N
         lines.append(f"reading the training photos: {scans[-1]['done']} / {scans[-1]['total']}" if scans
                      else "starting: loading VGG and the painting's style targets…")
     if job.message:
-        lines.append(job.message)
+        lines.append(hide_paths(job.message))
     return "\n\n".join(lines)
 
 
-def preview_gallery(job: Job, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The newest preview of every norm on every preview photo, captioned with norm and step."""
+def preview_gallery(job: Job, events: list[dict[str, Any]]) -> list[tuple[Path, str]]:
+    """The newest preview of every norm on every preview photo, captioned with norm and step (files
+    in the job's folder: copy them to the owner's area before showing them)."""
     previews = [e for e in events if e["event"] == "preview"]
     if not previews:
         return []
     last = previews[-1]
-    return [(str(job.folder / file), f"{norm_label(norm)} · step {last['step']}")
-            for norm, files in last["images"].items() for file in files]
+    return [(job.folder / file, f"{norm_label(norm)} · step {last['step']}")
+            for norm, files in last["images"].items() for file in files
+            if isinstance(file, str) and (job.folder / file).resolve().is_relative_to(job.folder.resolve())]
 
 
 def history(jobs: list[Job], positions: dict[str, int]) -> str:
@@ -110,12 +122,14 @@ def default_job(jobs: list[Job]) -> Job | None:
     return jobs[-1] if jobs else None
 
 
-def live_view(store: JobStore, registry: StyleRegistry, selected: str | None, last: dict[str, Any]) -> tuple:
-    """One refresh of the live view: (job dropdown, status, loss plot, previews, history, what was drawn),
-    each ``gr.skip()`` where ``last`` (what this session drew) shows it already. Reads every job.json once."""
-    jobs = store.jobs()
-    registry.refresh(jobs)
-    positions = queue_positions(jobs)
+def live_view(store: JobStore, registry: StyleRegistry, files: ResultFiles, owner: str, selected: str | None,
+              last: dict[str, Any]) -> tuple:
+    """One refresh of ``owner``'s live view: (job dropdown, status, loss plot, previews, history, what was
+    drawn), each ``gr.skip()`` where ``last`` (what this session drew) shows it already."""
+    everyone = store.jobs()
+    registry.refresh(everyone)
+    positions = queue_positions(everyone)
+    jobs = [j for j in everyone if j.owner == owner]
     by_id = {j.id: j for j in jobs}
     job = by_id.get(selected) or default_job(jobs)
     events = read_events(job.folder) if job else []
@@ -129,13 +143,15 @@ def live_view(store: JobStore, registry: StyleRegistry, selected: str | None, la
     return (gr.update(choices=job_choices(jobs), **chosen) if jobs_changed or chosen else gr.skip(),
             status_text(job, events, job and positions.get(job.id)) if changed or jobs_changed else gr.skip(),
             loss_table(events) if changed else gr.skip(),
-            preview_gallery(job, events) if job and changed else ([] if new_job else gr.skip()),
+            files.copies(preview_gallery(job, events), owner) if job and changed else ([] if new_job else gr.skip()),
             history(jobs, positions) if jobs_changed else gr.skip(),
             now)
 
 
-def train_tab(store: JobStore, registry: StyleRegistry, compare_photo: gr.Image | None = None) -> None:
-    """Build the tab inside the caller's ``gr.Tab``; previews also use ``compare_photo`` (Compare's upload)."""
+def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,
+              compare_photo: gr.Image | None = None) -> None:
+    """Build the tab inside the caller's ``gr.Tab``; previews also use ``compare_photo`` (Compare's upload).
+    ``heavy``: the app-wide concurrency group (a submission decodes the painting and the photos)."""
     limits = store.limits
     gr.Markdown("Upload a painting and train your own style. Every chosen norm trains **on the same batches** "
                 "of photos, side by side: watch Instance Norm find the style while Batch Norm lags. One job "
@@ -175,53 +191,59 @@ def train_tab(store: JobStore, registry: StyleRegistry, compare_photo: gr.Image 
         values = PRESETS[preset_name]
         return values["steps"], values["image_size"], values["width"]
 
-    def submit(painting_path, style_name, preset_name, chosen, n_steps, size, net_width, compare_path=None):
+    def submit(painting_path, style_name, preset_name, chosen, n_steps, size, net_width, compare_path=None,
+               request: gr.Request = None):
         try:
             job = store.submit(painting_path, style_name, list(chosen or []), preset_name,
-                               {"steps": n_steps, "image_size": size, "width": net_width}, compare_path)
+                               {"steps": n_steps, "image_size": size, "width": net_width}, compare_path,
+                               owner=sessions.owner(request))
         except JobError as exc:
             raise gr.Error(str(exc)) from None
         position = store.position(job)
         message = f"Queued **{job.name}**" + (f" (position {position})" if position else "")
         return job.id, message  # the next refresh lists it among the jobs
 
-    def act(action: Callable[[str], Job], verb: str) -> Callable[[str | None], str]:
-        def run(selected: str | None) -> str:
+    def act(action: Callable[..., Job], verb: str) -> Callable[..., str]:
+        def run(selected: str | None, request: gr.Request = None) -> str:
             try:
-                job = action(selected or "")
+                job = action(selected or "", sessions.owner(request))
             except JobError as exc:
                 raise gr.Error(str(exc)) from None
             registry.refresh()
             return f"{verb} **{job.name}**"
         return run
 
-    def refresh(selected: str | None, last: dict[str, Any]):
+    def refresh(selected: str | None, last: dict[str, Any], request: gr.Request = None):
         """Everything the live view shows, skipping outputs this session already has."""
-        return live_view(store, registry, selected, last)
+        return live_view(store, registry, files, sessions.owner(request), selected, last)
 
     live = [job_id, status, curves, previews, jobs_md, seen]
     preset.change(fill, preset, [steps, image_size, width], api_name=False)
     inputs = [painting, name, preset, norms, steps, image_size, width] + ([compare_photo] if compare_photo else [])
-    train.click(submit, inputs, [job_id, note], api_name="train")
+    train.click(submit, inputs, [job_id, note], api_name="train", **heavy)
     cancel.click(act(store.cancel, "Cancelling"), job_id, note, api_name="cancel")
     resume.click(act(store.resume, "Resumed"), job_id, note, api_name="resume")
     delete.click(act(store.delete, "Deleted"), job_id, note, api_name="delete_job")
     timer.tick(refresh, [job_id, seen], live, api_name=False, show_progress="hidden")
     job_id.input(refresh, [job_id, gr.State({})], live, api_name=False, show_progress="hidden")
 
-    def jobs() -> list[dict]:
-        """Every job with its state, queue position and, once done, its models."""
+    def jobs(request: gr.Request = None) -> list[dict]:
+        """The caller's jobs with their state, queue position and, once done, the norms of their models."""
         found = store.jobs()
         registry.refresh(found)
         positions = queue_positions(found)
-        return [job_summary(j, positions.get(j.id)) for j in found]
+        owner = sessions.owner(request)
+        return [job_summary(j, positions.get(j.id)) for j in found if j.owner == owner]
 
-    def job_events(job: str) -> list[dict]:
-        """The worker's events for one job: steps (losses per norm, images/s, ETA), previews, the end."""
+    def job_events(job: str, request: gr.Request = None) -> list[dict]:
+        """The worker's events for one of the caller's jobs: steps (losses per norm, images/s, ETA),
+        previews, the end."""
         try:
-            return store.events(job)
+            events = store.events(job, sessions.owner(request))
         except JobError as exc:
             raise gr.Error(str(exc)) from None
+        return [{**e, "message": hide_paths(e["message"])} if isinstance(e.get("message"), str) else e
+                for e in events]
 
     gr.api(jobs, api_name="jobs")
     gr.api(job_events, api_name="job_events")
@@ -232,6 +254,7 @@ def job_choices(jobs: list[Job]) -> list[tuple[str, str]]:
 
 
 def job_summary(job: Job, position: int | None) -> dict[str, Any]:
-    return {"id": job.id, "name": job.name, "norms": job.norms, "state": job.state, "message": job.message,
+    """What the API tells a job's owner: no server path (``models``: the norms whose model is written)."""
+    return {"id": job.id, "name": job.name, "norms": job.norms, "state": job.state, "message": hide_paths(job.message),
             "position": position, "settings": job.settings, "resumable": job.resumable,
-            "models": {n: str(job.model_path(n)) for n in job.norms if job.model_path(n).is_file()}}
+            "models": [n for n in job.norms if job.model_path(n).is_file()]}

@@ -1,14 +1,19 @@
 """What comes in and goes out of the app: uploaded photos, results as files, the example photos.
 
 Limits are the library's (``images.MAX_UPLOAD_BYTES``, ``MAX_UPLOAD_PIXELS``): the web form refuses a
-bigger file, ``read_upload`` a picture of more pixels before decoding it.
+bigger file, ``read_upload`` a picture of more pixels before decoding it. Every picture input (uploads,
+pastes, webcam frames) is decoded by ``read_upload`` alone (``safe_preprocess``).
 """
 from __future__ import annotations
 
 import atexit
+import base64
+import os
 import shutil
 import tempfile
 import threading
+import time
+import uuid
 from collections import deque
 from pathlib import Path
 
@@ -16,7 +21,16 @@ import gradio as gr
 from PIL import Image
 
 from .. import paths
-from ..images import MAX_UPLOAD_PIXELS, ImageError, limit_size, open_image
+from ..images import (
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_PIXELS,
+    ImageError,
+    limit_size,
+    open_image,
+)
+from ..jobs.job import folder_bytes
+
+PREFIX = "stylenet-results-"
 
 
 def read_upload(path: str | None, max_side: int) -> Image.Image:
@@ -30,64 +44,130 @@ def read_upload(path: str | None, max_side: int) -> Image.Image:
     return limit_size(img, max_side)
 
 
-def photo_input(label: str, height: int, elem_id: str | None = None) -> gr.Image:
-    """An image upload whose bad files become a friendly gr.Error instead of Gradio's internal one.
+def safe_preprocess(component: gr.Image) -> gr.Image:
+    """Make ``component`` hand its handler a file path that Gradio has not decoded, for ``read_upload``.
 
-    An uploaded file's path is passed on without Gradio opening it (Gradio's own preprocessing
-    calls ``PIL.Image.open`` with every plugin enabled), so it is decoded once, in ``read_upload``,
-    through the raster-format allowlist and behind the pixel-count guard. Only a paste from the
-    clipboard (a data: URL) goes through Gradio's decoding, to become a file.
+    Gradio's own preprocessing calls ``PIL.Image.open`` with every plugin enabled and no pixel cap
+    of ours. An uploaded file's path is passed on as it is; a picture sent inline (a data: URL: a
+    paste from the clipboard, a webcam frame) is written, undecoded and within the upload byte limit,
+    to a file in Gradio's cache (cleared with it). Either way it is decoded once, in ``read_upload``,
+    through the raster-format allowlist and behind the pixel-count guard.
     """
-    component = gr.Image(type="filepath", image_mode=None, label=label, sources=["upload", "clipboard"],
-                         height=height, elem_id=elem_id)
-    gradio_preprocess = component.preprocess
-
     def preprocess(payload):
-        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
-            return str(payload.path)
+        if payload is None:
+            return None
+        url = payload.url or ""
+        if not url.startswith("data:"):
+            return str(payload.path) if payload.path else None
+        name = getattr(payload, "orig_name", None) or "upload"
+        if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 1024:
+            raise gr.Error(f"{name}: over the {MAX_UPLOAD_BYTES / 2**20:.0f} MB upload limit")
         try:
-            return gradio_preprocess(payload)
-        except Exception as exc:  # any decoder error: the user only needs to know the file is unusable
-            name = getattr(payload, "orig_name", None) or "upload"
-            raise gr.Error(f"{name}: not a readable image ({type(exc).__name__})") from None
+            data = base64.b64decode(url.partition(",")[2], validate=True)
+        except ValueError:
+            raise gr.Error(f"{name}: not a readable image (bad data URL)") from None
+        folder = Path(component.GRADIO_CACHE) / "inline"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.img"
+        path.write_bytes(data)
+        return str(path)
 
     component.preprocess = preprocess
     return component
 
 
-class ResultFiles:
-    """Results go to gradio as files of the request's own, never as PIL images.
+def photo_input(label: str, height: int, elem_id: str | None = None) -> gr.Image:
+    """An image upload (or paste) whose file reaches ``read_upload`` undecoded (see ``safe_preprocess``)."""
+    return safe_preprocess(gr.Image(type="filepath", image_mode=None, label=label, sources=["upload", "clipboard"],
+                                    height=height, elem_id=elem_id))
 
-    Gradio writes a returned PIL image in place, to ``cache/<hash of its bytes>/image.png``: two
-    requests with the same result (an example photo at default settings) rewrite that file while
-    the first one's client downloads it, and the download comes back truncated (seen with 16 clients
-    at once). A returned file is copied under a temporary name and renamed, which is safe. Only the
-    last ``keep`` folders are kept: gradio copies their files as their request ends, long before.
-    The folder is private to this process (``mkdtemp``) and removed when it exits.
+
+class ResultFiles:
+    """Results go to gradio as files in their owner's own area, never as PIL images, and are pruned.
+
+    Each owner (a browser or API client, ``sessions``) has a folder of its own under ``root``; what
+    a view returns, and any file of a job it shows (a preview, a painting), is written or copied
+    there first, so nothing is ever served from the models folder. Gradio then copies the file into
+    its cache as the request ends (and serves that copy).
+
+    Why files: Gradio writes a returned PIL image in place, to ``cache/<hash of its bytes>/image.png``:
+    two requests with the same result rewrite that file while the first one's client downloads it,
+    and the download comes back truncated. A returned file is copied under a temporary name and renamed.
+
+    Retention: only the newest ``keep`` request folders, at most ``max_bytes`` in all, none older than
+    ``max_age_s``. ``root`` is private to this process (``mkdtemp``, its pid in the name) and removed
+    when it exits; one left by a process that was killed is removed by the next start (``sweep_stale``).
     """
 
-    def __init__(self, keep: int = 256) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="stylenet-results-"))
+    def __init__(self, keep: int = 256, max_bytes: int = 1 << 30, max_age_s: float = 3600.0) -> None:
+        sweep_stale(PREFIX)
+        self.root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         atexit.register(shutil.rmtree, self.root, True)
-        self.keep, self.folders, self.lock = keep, deque(), threading.Lock()
+        self.keep, self.max_bytes, self.max_age_s = keep, max_bytes, max_age_s
+        self.folders: deque[tuple[Path, float]] = deque()  # (folder, time made), oldest first
+        self.lock = threading.Lock()
 
-    def folder(self) -> Path:
-        """A new folder of the request's own (the oldest beyond ``keep`` are removed)."""
-        folder = Path(tempfile.mkdtemp(dir=self.root))
+    def folder(self, owner: str) -> Path:
+        """A new folder of the request's own in ``owner``'s area (the oldest beyond the limits go)."""
+        area = self.root / owner
+        area.mkdir(mode=0o700, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=area))
         with self.lock:
-            self.folders.append(folder)
-            while len(self.folders) > self.keep:
-                shutil.rmtree(self.folders.popleft(), ignore_errors=True)
+            self.folders.append((folder, time.time()))
+        self.prune()
         return folder
 
-    def gallery(self, items: list[tuple[Image.Image, str]]) -> list[tuple[str, str]]:
-        """(image, caption) pairs as (PNG path, caption) pairs, in a new folder of their own."""
-        folder = self.folder()
+    def prune(self) -> None:
+        """Apply the retention limits: count, age, then bytes, oldest first (never the newest folder)."""
+        with self.lock:
+            now, sizes = time.time(), [folder_bytes(f) for f, _ in self.folders]
+            total = sum(sizes)
+            while len(self.folders) > 1 and (len(self.folders) > self.keep or total > self.max_bytes
+                                              or now - self.folders[0][1] > self.max_age_s):
+                old, _ = self.folders.popleft()
+                total -= sizes.pop(0)
+                shutil.rmtree(old, ignore_errors=True)
+
+    def gallery(self, items: list[tuple[Image.Image, str]], owner: str) -> list[tuple[str, str]]:
+        """(image, caption) pairs as (PNG path, caption) pairs, in a new folder of the owner's."""
+        folder = self.folder(owner)
         saved = []
         for i, (img, caption) in enumerate(items):
             img.save(folder / f"{i}.png")
             saved.append((str(folder / f"{i}.png"), caption))
         return saved
+
+    def copies(self, items: list[tuple[Path, str]], owner: str) -> list[tuple[str, str]]:
+        """(file, caption) pairs copied into a new folder of the owner's (a job's previews, a painting)."""
+        folder = self.folder(owner)
+        copied = []
+        for i, (path, caption) in enumerate(items):
+            target = folder / f"{i}{Path(path).suffix}"
+            try:
+                shutil.copyfile(path, target)
+            except OSError:  # a job deleted meanwhile: one picture fewer, not an error
+                continue
+            copied.append((str(target), caption))
+        return copied
+
+
+def sweep_stale(prefix: str) -> None:
+    """Remove the temporary folders (``PREFIX<pid>-*``) of app processes that no longer run: the
+    ``atexit`` cleanup does not run when a process is killed."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = folder.name[len(prefix):].partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive, and not ours to clean up after
+        return True
+    return True
 
 
 def example_photos(count: int) -> list[Path]:

@@ -1,7 +1,9 @@
 """The app's moving pictures: the "Video" and "Webcam" tabs.
 
-Every handler looks the style up in the app's style mapping at request time (styles trained while
-the app runs work too) and never changes a shared model: the temporal smoothing runs on a private copy.
+Every handler looks the style up at request time in what its owner may use (``StyleRegistry.view``:
+styles trained while the app runs work too) and never changes a shared model: the temporal smoothing
+runs on a private copy. Clips are resampled to at most ``MAX_FPS`` and bounded in frames x pixels
+(``VIDEO_LIMITS``); a clip whose client went away stops at its next batch of frames.
 
 Webcam: Gradio's streaming image input, ``gr.Image(sources=["webcam"], streaming=True)`` with
 ``.stream(...)``. The browser grabs a frame every ``stream_every`` seconds and sends the next one
@@ -11,58 +13,53 @@ frames per second of a 256 px picture need.
 """
 from __future__ import annotations
 
-import atexit
 import math
-import shutil
-import tempfile
-import threading
+import sys
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
-from PIL import Image
 
-from ..images import MAX_UPLOAD_BYTES, limit_size
+from ..images import MAX_UPLOAD_BYTES
 from ..norms import norm_label
 from ..stylize import Stylizer
 from ..temporal import STABILIZERS, stabilized
 from ..video import VideoError, VideoLimits, probe, stylize_video
-from .styles import PAIR, Style, pair_of, style_dropdown
+from .sessions import LOCAL, Sessions
+from .styles import PAIR, Style, StyleRegistry, pair_of, style_dropdown
+from .uploads import ResultFiles, read_upload, safe_preprocess
 
-VIDEO_LIMITS = VideoLimits(max_seconds=10.0, max_pixels=1920 * 1088)  # and the upload size limit
-UPLOAD_MB = MAX_UPLOAD_BYTES / 2**20
 VIDEO_SIDE = (128, 480, 256)  # frame size slider: min, max, default (longest side, px)
+MAX_SECONDS, MAX_FPS = 10.0, 30
+# Besides the upload size limit: 10 s, read at up to 30 frames a second (faster clips are resampled),
+# so at most 301 frames of at most 480x480 px go through each model.
+VIDEO_LIMITS = VideoLimits(max_seconds=MAX_SECONDS, max_pixels=1920 * 1088, max_fps=MAX_FPS,
+                           max_work=(int(MAX_SECONDS * MAX_FPS) + 1) * VIDEO_SIDE[1] ** 2)
+UPLOAD_MB = MAX_UPLOAD_BYTES / 2**20
 WEBCAM_SIDE = 256
-KEEP_RESULTS_S = 3600  # Gradio copies results into its cache; ours go after an hour
 
 
-_results: list[Path] = []  # the process's private results folder, made on first use
-_results_lock = threading.Lock()
+class ClientGone(Exception):
+    """The request's client disconnected: its work stops (and leaves no file)."""
 
 
-def results_dir() -> Path:
-    """A folder of this process's own (``mkdtemp``: private, never shared with another app or user on
-    the machine), removed when the process exits, as ``uploads.ResultFiles`` does for images."""
-    with _results_lock:
-        if not _results:
-            folder = Path(tempfile.mkdtemp(prefix="stylenet-video-"))
-            atexit.register(shutil.rmtree, folder, True)
-            _results.append(folder)
-        return _results[0]
+def client_watch(blocks: gr.Blocks | None, request: gr.Request | None, api_name: str) -> Callable[[], bool]:
+    """A check whether the client of this request has gone away.
 
-
-def prune_results(now: float) -> None:
-    """Delete our finished clips older than ``KEEP_RESULTS_S`` (Gradio serves its own copies)."""
-    for old in results_dir().glob("*.mp4"):
-        try:
-            if now - old.stat().st_mtime > KEEP_RESULTS_S:
-                old.unlink(missing_ok=True)
-        except FileNotFoundError:  # pruned by a concurrent request
-            pass
+    Gradio marks a client's events not alive when its connection closes (and drops a cancelled
+    one from its active jobs), but a function already running in a thread goes on regardless; a
+    long one asks this between batches. Reads the queue's own records (``Blocks._queue``, not a
+    public API): when they cannot be found, the client is taken to be there.
+    """
+    queue = getattr(blocks, "_queue", None)
+    session = getattr(request, "session_hash", None)
+    mine = [event for job in getattr(queue, "active_jobs", None) or [] if job for event in job
+            if event.session_hash == session and getattr(event.fn, "api_name", None) == api_name]
+    if not mine:
+        return lambda: False
+    event = mine[0]
+    return lambda: not event.alive or not any(job and event in job for job in queue.active_jobs)
 
 
 def frame_side(side: Any) -> int:
@@ -76,8 +73,10 @@ def frame_side(side: Any) -> int:
 
 
 def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: Mapping[str, Style],
-                 progress: Callable[..., Any]) -> tuple[str, str, str]:
-    """The clip through the style's BN and IN models: two MP4 paths and a one-line summary."""
+                 files: ResultFiles, progress: Callable[..., Any], owner: str = LOCAL,
+                 gone: Callable[[], bool] = lambda: False) -> tuple[str, str, str]:
+    """The clip through the style's BN and IN models: two MP4 paths in ``owner``'s area and a one-line
+    summary. ``gone`` is asked after every batch of frames: True stops the work (``ClientGone``)."""
     if not clip:
         raise gr.Error("Upload a clip first.")
     models = pair_of(styles, style)
@@ -86,18 +85,21 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
     except VideoError as exc:
         raise gr.Error(str(exc)) from None
     side = frame_side(side)
-    prune_results(time.time())
-    total, done, outputs, seconds = 2 * info.estimated_frames, [0], [], []
+    folder = files.folder(owner)
+    expected = min(info.estimated_frames, int(info.seconds * MAX_FPS) + 1) or info.estimated_frames
+    total, done, outputs, seconds = 2 * expected, [0], [], []
     for norm, stylizer in models.items():
         if smooth and norm == "instance":
             stylizer = stabilized(stylizer, STABILIZERS["ema"])
         label = norm_label(norm)
 
         def tick(n: int, label: str = label) -> None:
+            if gone():
+                raise ClientGone
             done[0] += n
             progress((min(done[0], total), total), desc=f"{label}: stylizing frames", unit="frames")
 
-        out = results_dir() / f"{uuid.uuid4().hex[:12]}_{style}_{norm}.mp4"
+        out = folder / f"{style}_{norm}.mp4"
         start = time.perf_counter()
         try:
             frames = stylize_video(clip, out, stylizer, max_size=side, info=info, limits=VIDEO_LIMITS,
@@ -106,24 +108,27 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
             raise gr.Error(str(exc)) from None
         outputs.append(str(out))
         seconds.append(time.perf_counter() - start)
-    fps = float(info.fps)
+    fps = float(min(info.fps, MAX_FPS))
     note = (f"{frames} frames at {fps:.3g} fps, {info.width}x{info.height} source, longest side {side} px; "
             f"sound {'copied' if info.audio else 'none'}. BN {frames / seconds[0]:.1f} fps, "
             f"IN{' (smoothed)' if smooth else ''} {frames / seconds[1]:.1f} fps on this server.")
     return outputs[0], outputs[1], note
 
 
-def video_tab(styles: Mapping[str, Style], names: list[str]) -> gr.Dropdown:
-    """Upload a short clip, get BN and IN side by side as playable videos; returns the style dropdown."""
+def video_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,
+              blocks: gr.Blocks | None = None) -> gr.Dropdown:
+    """Upload a short clip, get BN and IN side by side as playable videos; returns the style dropdown.
+    ``heavy``: the app-wide concurrency group; ``blocks``: the app, whose queue says when a client left."""
     gr.Markdown(f"Upload a short clip — at most **{VIDEO_LIMITS.max_seconds:g} s** and **{UPLOAD_MB:g} MB** "
-                "(mp4, mov, webm, mkv; up to 1080p). Every frame goes through the style's BN and IN models and comes "
+                f"(mp4, mov, webm, mkv; up to 1080p; faster than {MAX_FPS} fps is resampled to {MAX_FPS}). "
+                "Every frame goes through the style's BN and IN models and comes "
                 "back as H.264 with the original sound. CPU-bound: expect about a second of work per frame at 256 px, "
                 "per model.")
     with gr.Row():
         with gr.Column(scale=1):
             clip = gr.Video(label=f"Your clip (≤ {VIDEO_LIMITS.max_seconds:g} s, ≤ {UPLOAD_MB:g} MB)",
                             sources=["upload"], elem_id="video-input")
-            style = style_dropdown(styles, names)
+            style = style_dropdown(registry.view(None), registry.names())
             low, high, default = VIDEO_SIDE
             side = gr.Slider(low, high, value=default, step=32, label="Frame size (longest side, px)")
             smooth = gr.Checkbox(label="Steadier IN: smooth its statistics over time (EMA, see Why IN? (e))")
@@ -134,21 +139,29 @@ def video_tab(styles: Mapping[str, Style], names: list[str]) -> gr.Dropdown:
                 inorm = gr.Video(label="IN", interactive=False, elem_id="video-in")
             note = gr.Markdown()
 
-    def handler(clip: str | None, style: str, side: float, smooth: bool, progress=gr.Progress()):  # noqa: B008
-        return stylize_pair(clip, style, side, smooth, styles, progress)
+    def handler(clip: str | None, style: str, side: float, smooth: bool, progress=gr.Progress(),  # noqa: B008
+                request: gr.Request = None):
+        owner = sessions.owner(request)
+        try:
+            return stylize_pair(clip, style, side, smooth, registry.view(owner), files, progress, owner,
+                                client_watch(blocks, request, "video"))
+        except ClientGone:
+            print("stylenet app: a video stopped: its client went away", file=sys.stderr, flush=True)
+            return gr.skip(), gr.skip(), gr.skip()
 
-    run.click(handler, [clip, style, side, smooth], [bn, inorm, note], api_name="video")
+    run.click(handler, [clip, style, side, smooth], [bn, inorm, note], api_name="video", **heavy)
     return style
 
 
-def webcam_frame(models: dict[str, Stylizer], frame: np.ndarray | None,
+def webcam_frame(models: dict[str, Stylizer], frame: str | None,
                  clock: tuple[float, float] | None) -> tuple[Any, Any, str, tuple[float, float] | None]:
-    """One camera frame at ``WEBCAM_SIDE`` px through BN and IN. ``clock`` (per browser session) is
-    (time of the previous result, smoothed achieved fps): the achieved rate counts the round trip
-    through the browser, the stylizing time alone bounds it from above."""
+    """One camera frame (a file, decoded by ``read_upload`` with the uploads' caps) at ``WEBCAM_SIDE`` px
+    through BN and IN. ``clock`` (per browser session) is (time of the previous result, smoothed
+    achieved fps): the achieved rate counts the round trip through the browser, the stylizing time
+    alone bounds it from above."""
     if frame is None:
         return gr.skip(), gr.skip(), gr.skip(), clock
-    img = limit_size(Image.fromarray(frame).convert("RGB"), WEBCAM_SIDE)
+    img = read_upload(frame, WEBCAM_SIDE)
     start = time.perf_counter()
     outs = [models[norm](img) for norm in PAIR]
     now = time.perf_counter()
@@ -162,23 +175,25 @@ def webcam_frame(models: dict[str, Stylizer], frame: np.ndarray | None,
     return outs[0], outs[1], text, (now, achieved or 0.0)
 
 
-def webcam_tab(styles: Mapping[str, Style], names: list[str]) -> gr.Dropdown:
-    """Live BN | IN of the camera stream at reduced size, with the frame rate; returns the dropdown."""
+def webcam_tab(registry: StyleRegistry, sessions: Sessions, heavy: dict) -> gr.Dropdown:
+    """Live BN | IN of the camera stream at reduced size, with the frame rate; returns the dropdown.
+    Frames come as files and are decoded like uploads (``safe_preprocess``); each one is heavy work."""
     gr.Markdown(f"Live stylization of your camera at {WEBCAM_SIDE} px, BN and IN side by side. The browser sends a "
                 "frame, waits for the result, then sends the next (Gradio's streaming image input), so the frame "
                 "rate below is what this server achieves; each session streams for at most 2 minutes.")
     with gr.Row():
-        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera", height=260)
-        style = style_dropdown(styles, names)
+        cam = safe_preprocess(gr.Image(sources=["webcam"], streaming=True, type="filepath", label="Camera",
+                                       height=260))
+        style = style_dropdown(registry.view(None), registry.names())
     with gr.Row():
         bn = gr.Image(label="BN", interactive=False, height=260, elem_id="webcam-bn")
         inorm = gr.Image(label="IN", interactive=False, height=260, elem_id="webcam-in")
     rate = gr.Markdown(elem_id="webcam-rate")
     clock = gr.State(None)
 
-    def handler(frame: np.ndarray | None, style: str, clock: tuple[float, float] | None):
-        return webcam_frame(pair_of(styles, style), frame, clock)
+    def handler(frame: str | None, style: str, clock: tuple[float, float] | None, request: gr.Request = None):
+        return webcam_frame(pair_of(registry.view(sessions.owner(request)), style), frame, clock)
 
     cam.stream(handler, [cam, style, clock], [bn, inorm, rate, clock], stream_every=0.1, time_limit=120,
-               show_progress="hidden", api_name=False)
+               show_progress="hidden", api_name=False, **heavy)
     return style

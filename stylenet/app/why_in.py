@@ -15,7 +15,8 @@ from ..flicker import flicker, stylize_clip, synthetic_clip, warp
 from ..images import open_image
 from ..runtime import to_pil, to_tensor
 from ..temporal import STABILIZERS, stabilized
-from .styles import Style, has_pair, pair_of, style_dropdown
+from .sessions import LOCAL, Sessions
+from .styles import Style, StyleRegistry, pair_of, style_dropdown
 from .uploads import ResultFiles, example_photos, photo_input, read_upload
 
 EXPLAIN_SIDE = 256  # the experiments run several forwards: keep them small and snappy
@@ -41,11 +42,11 @@ FLICKER_TEXT = (
     "the mean colour. The stability option smooths IN's statistics over time (EMA) without retraining.")
 
 
-def experiments(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str) -> tuple:
+def experiments(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str,
+                owner: str = LOCAL) -> tuple:
     """The four live experiments on the user's photo, for the style's BN and IN models: three
-    galleries with their captions, and the statistics figure."""
-    if style not in styles or not has_pair(styles[style]):
-        raise gr.Error("This style needs both a BN and an IN model")
+    galleries with their captions (files in ``owner``'s area), and the statistics figure."""
+    pair_of(styles, style)  # refuses a style without both models, in one line
     img = read_upload(photo, EXPLAIN_SIDE)
     x = to_tensor(img).unsqueeze(0)
     others = torch.stack([to_tensor(open_image(p)[0].resize(img.size)) for p in example_photos(3)])
@@ -59,21 +60,22 @@ def experiments(styles: Mapping[str, Style], files: ResultFiles, photo: str | No
                                        "IN": explain.first_norm_statistics(inorm, x)})
     lo, hi = explain.with_contrast(x, 0.4), explain.with_contrast(x, 1.6)
     return (files.gallery([(to_pil(trained), "BN, train mode (batch statistics)"),
-                           (to_pil(evaluated), "BN, eval mode (running statistics)")]),
+                           (to_pil(evaluated), "BN, eval mode (running statistics)")], owner),
             f"**Mean abs difference: {d_mode:.4f}** — BN's output depends on the mode.",
             files.gallery([
                 (to_pil(explain.diff_image(bn_alone, bn_batched)), f"BN |alone − batched| ×4: {d_bn:.4f}"),
-                (to_pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")]),
+                (to_pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")], owner),
             f"**BN changes by {d_bn:.4f}, IN by {d_in:.4f}** (mean abs difference, train mode, batch of 4).",
             files.gallery([(to_pil(lo), "photo, contrast ×0.4"), (to_pil(hi), "photo, contrast ×1.6"),
                            (to_pil(bn_lo), "BN on low"), (to_pil(bn_hi), "BN on high"),
-                           (to_pil(in_lo), "IN on low"), (to_pil(in_hi), "IN on high")]),
+                           (to_pil(in_lo), "IN on low"), (to_pil(in_hi), "IN on high")], owner),
             f"**Low vs high contrast: BN outputs differ by {c_bn:.4f}, IN outputs by {c_in:.4f}** — IN removes "
             "per-image contrast before styling.",
             stats)
 
 
-def flicker_pan(styles: Mapping[str, Style], photo: str | None, style: str) -> tuple[list, str]:
+def flicker_pan(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str,
+                owner: str = LOCAL) -> tuple[list, str]:
     """(e) A pan over the user's photo through BN, IN and IN + EMA: the warped difference images and
     each one's flicker."""
     models = pair_of(styles, style)
@@ -88,17 +90,18 @@ def flicker_pan(styles: Mapping[str, Style], photo: str | None, style: str) -> t
         warped, _ = warp(styled[middle - 1], cameras[middle - 1], cameras[middle])
         shown.append((to_pil(explain.diff_image(warped, styled[middle])), f"{label}: {measured.error:.4f}"))
         lines.append(f"{label} {measured.error:.4f} (tone ×1000: {1000 * measured.tone:.2f})")
-    return shown, (f"**Pan over your photo, {EXPERIMENT_FRAMES} frames at {EXPERIMENT_SIZE[0]}x{EXPERIMENT_SIZE[1]}"
+    return files.gallery(shown, owner), (f"**Pan over your photo, {EXPERIMENT_FRAMES} frames at {EXPERIMENT_SIZE[0]}x{EXPERIMENT_SIZE[1]}"
                    f" — flicker: {', '.join(lines)}.**")
 
 
-def why_in_tab(styles: Mapping[str, Style], names: list[str], files: ResultFiles) -> gr.Dropdown:
-    """Build the tab inside the caller's ``gr.Tab``; returns its style list."""
+def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict) -> gr.Dropdown:
+    """Build the tab inside the caller's ``gr.Tab``; returns its style list. ``heavy``: the app-wide
+    concurrency group the experiments run in."""
     gr.Markdown(EXPLAIN_TEXT)
     gr.Plot(explain.norm_axes_figure(), label="Which axes each norm averages over")
     with gr.Row():
         photo = photo_input("Photo for the experiments", 220)
-        style = style_dropdown(styles, names)
+        style = style_dropdown(registry.view(None), registry.names())
     run = gr.Button("Run the experiments", variant="primary")
     gr.Markdown("### (a) BN: train mode vs eval mode")
     a_img, a_txt = gr.Gallery(columns=2, height=220), gr.Markdown()
@@ -116,14 +119,17 @@ def why_in_tab(styles: Mapping[str, Style], names: list[str], files: ResultFiles
     e_img = gr.Gallery(columns=3, height=200, label="Your photo, panned: |warped frame − next| ×4")
     e_txt = gr.Markdown()
 
-    def why_in(photo: str | None, style: str):
+    def why_in(photo: str | None, style: str, request: gr.Request = None):
         """The four live experiments on the user's photo, for the style's BN and IN models."""
-        return experiments(styles, files, photo, style)
+        owner = sessions.owner(request)
+        return experiments(registry.view(owner), files, photo, style, owner)
 
-    def why_in_flicker(photo: str | None, style: str):
+    def why_in_flicker(photo: str | None, style: str, request: gr.Request = None):
         """(e) flicker of BN, IN and IN + EMA on a pan over the user's photo."""
-        return flicker_pan(styles, photo, style)
+        owner = sessions.owner(request)
+        return flicker_pan(registry.view(owner), files, photo, style, owner)
 
-    done = run.click(why_in, [photo, style], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot], api_name="why_in")
-    done.success(why_in_flicker, [photo, style], [e_img, e_txt], api_name="why_in_flicker")
+    done = run.click(why_in, [photo, style], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot], api_name="why_in",
+                     **heavy)
+    done.success(why_in_flicker, [photo, style], [e_img, e_txt], api_name="why_in_flicker", **heavy)
     return style

@@ -26,8 +26,8 @@ and ``runner.lock`` (held by the one runner that launches jobs).
     worker.py   the worker process: the library trainer, events and previews
     cli.py      ``stylenet jobs``
 """
-from .job import Job, JobError, Limits, UserStyle
+from .job import Job, JobError, Limits, Retention, UserStyle
 from .runner import Runner
 from .store import JobStore
 
-__all__ = ["Job", "JobError", "JobStore", "Limits", "Runner", "UserStyle"]
+__all__ = ["Job", "JobError", "JobStore", "Limits", "Retention", "Runner", "UserStyle"]

@@ -38,6 +38,17 @@ class Limits:
     queue: int = 3  # jobs waiting behind the running one
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How many finished jobs (done, failed, cancelled, interrupted) are kept, how long and in how many
+    bytes: beyond any of them the oldest go first, at the app's start and then every so often while
+    it runs (``JobStore.prune``). A queued or running job is never removed."""
+
+    jobs: int = 50
+    days: float = 30.0
+    bytes: int = 5 * 2**30
+
+
 @dataclass
 class Job:
     """One request: a painting, the norms to train on it, the settings, and where it stands."""
@@ -54,6 +65,7 @@ class Job:
     queued_at: float = 0.0
     pid: int | None = None
     previews: list[str] = field(default_factory=list)  # photo file names in the job folder
+    owner: str = ""  # who may see and change it (the app's session id); "" = the operator's (command line)
     folder: Path = field(default=Path(), repr=False, compare=False)
 
     @classmethod
@@ -88,6 +100,7 @@ class UserStyle:
     painting: Path
     files: dict[str, Path]
     job_id: str
+    owner: str = ""
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -101,17 +114,31 @@ def append_event(folder: Path, event: dict[str, Any]) -> None:
         f.write(json.dumps({"time": round(time.time(), 3), **event}) + "\n")
 
 def read_events(folder: Path) -> list[dict[str, Any]]:
-    """The worker's events so far; a line still being written is skipped until it is whole."""
+    """The worker's events so far. A line that is not a whole JSON object (one still being written,
+    or one a crash cut short) is skipped: the events after it, the end included, still count."""
     path = Path(folder) / EVENTS_FILE
     if not path.is_file():
         return []
     events = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except json.JSONDecodeError:
-            break
+            continue
+        if isinstance(event, dict) and "event" in event:
+            events.append(event)
     return events
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of the files under ``folder`` (0 when it is gone; files vanishing meanwhile are skipped)."""
+    total = 0
+    for path in Path(folder).rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:
+            continue
+    return total
+
 
 def worker_alive(folder: Path) -> bool:
     """Whether a worker holds the job's ``worker.lock`` (it does from before it starts until it exits).

@@ -45,8 +45,10 @@ class Runner:
     on the same folder shows and queues jobs, and the first one runs them.
     """
 
-    def __init__(self, store: JobStore, poll: float = 1.0, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: JobStore, poll: float = 1.0, on_change: Callable[[], None] | None = None,
+                 prune_every: float = 600.0) -> None:
         self.store, self.poll, self.on_change = store, poll, on_change
+        self.prune_every, self.pruned = prune_every, time.monotonic()
         self.process: subprocess.Popen | None = None
         self.lock_file = None
         self.stopping = threading.Event()
@@ -78,7 +80,8 @@ class Runner:
         return True
 
     def tick(self) -> None:
-        """Reap a finished worker, mark running jobs without a worker interrupted, start the next queued job."""
+        """Reap a finished worker, mark running jobs without a worker interrupted, start the next queued job,
+        and every ``prune_every`` seconds apply the retention policy (``JobStore.prune``)."""
         if not self.holds_lock():
             return
         changed = False
@@ -95,6 +98,9 @@ class Runner:
             queued = queued_in_order(jobs)
             if not any(j.state == "running" for j in jobs) and queued and not self.stopping.is_set():
                 changed = self.launch(queued[0]) or changed
+        if time.monotonic() - self.pruned > self.prune_every:  # the retention policy, while running
+            self.pruned = time.monotonic()
+            changed = bool(self.store.prune()) or changed
         if changed and self.on_change:
             self.on_change()
 

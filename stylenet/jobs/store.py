@@ -5,6 +5,7 @@ The folder holding the jobs has ``jobs.lock``: every read-modify-write of a job.
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import math
 import re
@@ -24,7 +25,7 @@ from ..checkpoint import check_style_name
 from ..data import list_images
 from ..images import ImageError, limit_size, open_image
 from ..norms import NORM_KINDS
-from ..train import PRESETS
+from ..train import PRESETS, state_path
 from ..vgg import CACHE_NAME, VGGWeightsMissing, cache_dir, find_h5
 from .job import (
     CANCEL_FILE,
@@ -33,8 +34,10 @@ from .job import (
     Job,
     JobError,
     Limits,
+    Retention,
     UserStyle,
     append_event,
+    folder_bytes,
     queue_positions,
     queued_in_order,
     read_events,
@@ -65,16 +68,17 @@ class JobStore:
     """
 
     def __init__(self, root: Path | None = None, photos: Path | None = None, limits: Limits = Limits(),
-                 reserved: tuple[str, ...] = ()) -> None:
+                 reserved: tuple[str, ...] = (), retention: Retention = Retention()) -> None:
         self.root = Path(root or paths.user_models_dir()).resolve()
         if (paths.CHECKOUT / ".git").exists() and self.root.is_relative_to(paths.CHECKOUT):
             raise JobError(f"models folder {self.root} is inside the repository; choose one outside it")
         self.root.mkdir(parents=True, exist_ok=True)
         self.photos = Path(photos or paths.data_dir())
-        self.limits = limits
+        self.limits, self.retention = limits, retention
         self.reserved = set(reserved)  # shipped style names a user style may not take
         self.lock = threading.RLock()  # this process's threads; jobs.lock (see locked) other processes
         self.lock_depth, self.lock_handle = 0, None
+        self.read: dict[Path, tuple[tuple[int, int, int], Job]] = {}  # job.json -> (its stat, the job read)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -102,20 +106,34 @@ class JobStore:
 
     # -- reading ----------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
-        """Every job, oldest first (a folder whose job.json is unreadable is skipped)."""
-        found = []
+        """Every job, oldest first (a folder whose job.json is unreadable is skipped).
+
+        Every open page asks every few seconds, so a job.json is parsed again only when its stat
+        changed (job.json is always replaced whole, by a rename: a new inode); callers get copies.
+        """
+        found, read = [], {}
         for file in self.root.glob(f"*/{JOB_FILE}"):
             try:
-                found.append(Job.load(file.parent))
+                st = file.stat()
+                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                known = self.read.get(file)
+                job = known[1] if known and known[0] == key else Job.load(file.parent)
             except (OSError, ValueError, TypeError):
                 continue
+            read[file] = (key, job)
+            found.append(copy.deepcopy(job))
+        self.read = read
         return sorted(found, key=lambda j: (j.created, j.id))
 
-    def get(self, job_id: str) -> Job:
-        """The job of an id that ``submit`` made; anything else (a path, "..") is no job."""
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job of an id that ``submit`` made; anything else (a path, "..") is no job. With ``owner``
+        (the app's session), another owner's job is no job either: the same words, so an id says nothing."""
         if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id) or not (self.root / job_id / JOB_FILE).is_file():
             raise JobError(f"no job {job_id!r}")
-        return Job.load(self.root / job_id)
+        job = Job.load(self.root / job_id)
+        if owner is not None and job.owner != owner:
+            raise JobError(f"no job {job_id!r}")
+        return job
 
     def queued(self) -> list[Job]:
         """Waiting jobs in the order they will run (first in, first out)."""
@@ -125,8 +143,8 @@ class JobStore:
         """1 = runs next; None when the job is not waiting (reads every job: for many, see queue_positions)."""
         return queue_positions(self.jobs()).get(job.id)
 
-    def events(self, job_id: str) -> list[dict[str, Any]]:
-        return read_events(self.get(job_id).folder)
+    def events(self, job_id: str, owner: str | None = None) -> list[dict[str, Any]]:
+        return read_events(self.get(job_id, owner).folder)
 
     def user_styles(self, jobs: list[Job] | None = None) -> list[UserStyle]:
         """The models of every finished job, oldest first (of ``jobs`` when given, else read now)."""
@@ -134,13 +152,15 @@ class JobStore:
         for job in self.jobs() if jobs is None else jobs:
             files = {n: job.model_path(n) for n in job.norms if job.model_path(n).is_file()}
             if job.state == "done" and files:
-                styles.append(UserStyle(job.name, job.painting, files, job.id))
+                styles.append(UserStyle(job.name, job.painting, files, job.id, job.owner))
         return styles
 
     # -- requests ---------------------------------------------------------------------------
     def submit(self, painting: str | Path, name: str, norms: list[str], preset: str = "quick",
-               overrides: dict[str, int] | None = None, preview_photo: str | Path | None = None) -> Job:
-        """Queue a job after checking everything that can be checked now; JobError says what is wrong."""
+               overrides: dict[str, int] | None = None, preview_photo: str | Path | None = None,
+               owner: str = "") -> Job:
+        """Queue a job after checking everything that can be checked now; JobError says what is wrong.
+        ``owner``: who may see and change it (the app passes its session's id; "" is the operator)."""
         name = (name or "").strip() or Path(painting or "").stem
         try:
             check_style_name(name)
@@ -165,7 +185,7 @@ class JobStore:
             now = time.time()
             job_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(3)
             job = Job(job_id, name, [n for n in NORM_KINDS if n in norms], preset, settings, str(self.photos),
-                      created=now, queued_at=now, folder=self.root / job_id)
+                      created=now, queued_at=now, owner=owner, folder=self.root / job_id)
             job.folder.mkdir()
             img.save(job.painting)
             job.previews = save_previews(job.folder, preview_photo)
@@ -203,10 +223,10 @@ class JobStore:
         if len(self.queued()) >= self.limits.queue:
             raise JobError(f"the queue is full ({self.limits.queue} waiting); try again when one has run")
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id: str, owner: str | None = None) -> Job:
         """A waiting job is cancelled at once; a running one is asked to stop (it keeps its checkpoint)."""
         with self.locked():
-            job = self.get(job_id)
+            job = self.get(job_id, owner)
             if job.state == "queued":
                 job.state, job.message = "cancelled", "cancelled before it started"
                 job.save()
@@ -216,10 +236,10 @@ class JobStore:
                 raise JobError(f"job {job.name!r} is {job.state}; only a queued or running job can be cancelled")
         return job
 
-    def resume(self, job_id: str) -> Job:
+    def resume(self, job_id: str, owner: str | None = None) -> Job:
         """Queue a cancelled or interrupted job again; it continues from its last checkpoint."""
         with self.locked():
-            job = self.get(job_id)
+            job = self.get(job_id, owner)
             if not job.resumable:
                 raise JobError(f"job {job.name!r} is {job.state}; only a cancelled or interrupted job can resume")
             self.check_queue_room()
@@ -228,22 +248,43 @@ class JobStore:
             job.save()
         return job
 
-    def delete(self, job_id: str) -> Job:
+    def delete(self, job_id: str, owner: str | None = None) -> Job:
         """Remove a job and its models (a running job must be cancelled first)."""
         with self.locked():
-            job = self.get(job_id)
+            job = self.get(job_id, owner)
             if job.state == "running":
                 raise JobError(f"job {job.name!r} is running; cancel it before deleting it")
             shutil.rmtree(job.folder)
         return job
 
+    def prune(self, now: float | None = None) -> list[Job]:
+        """Apply the retention policy (``Retention``): remove the oldest finished jobs beyond its count,
+        age or bytes; returns those removed."""
+        now, keep = time.time() if now is None else now, self.retention
+        removed = []
+        with self.locked():
+            finished = [j for j in self.jobs() if j.state not in ("queued", "running")]
+            sizes = [folder_bytes(j.folder) for j in finished]
+            left, total = len(finished), sum(sizes)
+            for job, size in zip(finished, sizes):
+                if left <= keep.jobs and total <= keep.bytes and now - job.created <= keep.days * 86400:
+                    continue
+                shutil.rmtree(job.folder, ignore_errors=True)
+                removed.append(job)
+                left, total = left - 1, total - size
+        return removed
+
     # -- used by the runner -----------------------------------------------------------------
     def finish(self, job: Job, state: str, message: str = "") -> None:
-        """Record a job's end: its state, and an ``end`` event for whoever follows it."""
+        """Record a job's end: its state, and an ``end`` event for whoever follows it. A finished job
+        no longer needs its training states (optimizer and all: twice its models' size)."""
         with self.locked():
             current = Job.load(job.folder)
             current.state, current.message, current.pid = state, message, None
             current.save()
+            if state == "done":
+                for norm in current.norms:
+                    state_path(current.model_path(norm)).unlink(missing_ok=True)
         append_event(job.folder, {"event": "end", "state": state, "message": message})
 
 

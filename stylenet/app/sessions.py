@@ -1,0 +1,82 @@
+"""Who is asking: every browser (or API client) is an owner, and sees and changes only what it made.
+
+A browser keeps a random token in its own storage (``gr.BrowserState``, encrypted with the app's
+secret), so a reload, or a restart of the app, keeps its jobs and styles. The page sends the token
+once, when it loads (``start``); after that every request of the page is matched to it through
+Gradio's ``session_hash``, so the API's parameters stay as they were. A client that never loaded the
+page (``gradio_client``, raw HTTP) is owned by its ``session_hash`` alone: one ``Client`` is one owner.
+
+An owner is kept on disk (job.json) and in folder names only as a hash, never as the token itself:
+nothing a client can list reveals what another would have to send to pass as its owner.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import gradio as gr
+
+TOKEN = re.compile(r"[0-9a-f]{32}")
+LOCAL = "local"  # the owner of calls made without a request (a test, a script calling the views)
+SECRET_FILE = "browser.secret"
+
+
+def owner_id(kind: str, value: str) -> str:
+    """The hash that stands for an owner in files and folder names (hex, so it is a safe name)."""
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:32]
+
+
+def browser_secret(folder: Path | None) -> str:
+    """The key the browsers' tokens are encrypted with: kept in ``folder`` (the models folder) so it
+    outlives a restart; random for this process alone when there is no folder."""
+    if folder is None:
+        return secrets.token_hex(16)
+    path = Path(folder) / SECRET_FILE
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        secret = ""
+    if not TOKEN.fullmatch(secret):
+        secret = secrets.token_hex(16)
+        path.touch(mode=0o600)
+        path.write_text(secret)
+    return secret
+
+
+class Sessions:
+    """session_hash -> owner, for the pages that sent their token (at most ``keep``, oldest forgotten)."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.owners: OrderedDict[str, str] = OrderedDict()
+        self.keep = keep
+        self.lock = threading.Lock()
+
+    def start(self, token: object, request: gr.Request | None = None) -> str:
+        """A page has loaded with its stored token (a new one when it has none): its requests are that owner's."""
+        if not isinstance(token, str) or not TOKEN.fullmatch(token):
+            token = secrets.token_hex(16)
+        if request is not None and request.session_hash:
+            with self.lock:
+                self.owners[request.session_hash] = owner_id("browser", token)
+                self.owners.move_to_end(request.session_hash)
+                while len(self.owners) > self.keep:
+                    self.owners.popitem(last=False)
+        return token
+
+    def forget(self, request: gr.Request | None = None) -> None:
+        """The page was closed."""
+        if request is not None and request.session_hash:
+            with self.lock:
+                self.owners.pop(request.session_hash, None)
+
+    def owner(self, request: gr.Request | None) -> str:
+        """Who makes this request: the page's token holder, else the client's session, else ``LOCAL``."""
+        if request is None or not request.session_hash:
+            return LOCAL
+        with self.lock:
+            known = self.owners.get(request.session_hash)
+        return known or owner_id("session", request.session_hash)
