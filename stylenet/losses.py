@@ -41,7 +41,13 @@ def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return relative_mse(features, target)
+    """The relative feature error of each image, averaged over the batch: a mean of per-image terms
+    (like the style and TV terms), so a batch split across data-parallel ranks has, averaged, exactly
+    the loss and gradient of the whole batch in one process; each photo counts the same whatever its
+    brightness."""
+    dims = tuple(range(1, features.dim()))
+    error = (features - target).pow(2).mean(dims) / target.pow(2).mean(dims).clamp_min(1e-12)
+    return error.mean()
 
 
 def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor]) -> torch.Tensor:

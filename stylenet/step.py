@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .compiled_norm import compile_instance_norms
 from .data import load_rgb
+from .distributed import DataParallel
 from .guard import SpikeGuard
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .recipe import Recipe, learning_rate, style_weight
@@ -72,6 +74,11 @@ class NormRun:
     guard: SpikeGuard | None = None
     skipped: list[int] = field(default_factory=list)  # steps the guard refused, 1-based like the log
     best: dict[str, Any] = field(default_factory=dict)  # the best checkpoint's step and validation loss
+    net: nn.Module | None = None  # what a step calls: the model, or its data-parallel wrapper
+
+    def __post_init__(self) -> None:
+        if self.net is None:
+            self.net = self.model
 
     @property
     def state(self) -> Path:
@@ -119,8 +126,9 @@ class TrainStep:
     """
 
     def __init__(self, recipe: Recipe, vgg: VGGFeatures, grams: dict[str, torch.Tensor], mode: StepMode,
-                 device: torch.device) -> None:
+                 device: torch.device, parallel: DataParallel | None = None) -> None:
         self.recipe, self.vgg, self.grams, self.mode, self.device = recipe, vgg, grams, mode, device
+        self.parallel = parallel
         self.content_layer = recipe.content_layer
         self.content_upto = recipe.content_layer if mode.short_content_pass else None
         self.forward = torch.compile(self.stylize_and_look) if mode.compile else self.stylize_and_look
@@ -128,7 +136,7 @@ class TrainStep:
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mode.bf16)
 
-    def stylize_and_look(self, model: TransformerNet, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def stylize_and_look(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model's output and its VGG features (in bf16 under ``mode.bf16``)."""
         with self.autocast():
             y = model(x)
@@ -174,9 +182,12 @@ class TrainStep:
         terms = {}
         for run in runs:
             run.optimizer.zero_grad(set_to_none=True)
-            y, feats = self.forward(run.model, x)
+            y, feats = self.forward(run.net, x)
             terms[run.norm] = self.loss_terms(y, feats, target, step)
             terms[run.norm]["total"].backward()
+        if self.parallel:  # every rank checks and guards with the whole batch's losses, so all decide alike
+            means = iter(self.parallel.mean(torch.stack([v.detach() for t in terms.values() for v in t.values()])))
+            terms = {norm: {name: next(means) for name in t} for norm, t in terms.items()}
         for norm, t in terms.items():
             if not math.isfinite(t["total"].item()):
                 raise TrainingDiverged(f"the {norm} model's loss became {t['total'].item()} at step {step + 1}; "
@@ -202,15 +213,17 @@ def new_run(norm: str, recipe: Recipe, mode: StepMode, device: torch.device, out
     return NormRun(norm, model, optimizer, out, log, guard=guard)
 
 
-def measure_step(step: TrainStep, runs: Sequence[NormRun], recipe: Recipe, mode: StepMode) -> float:
-    """Seconds per step, measured before the run on copies of its models and a random batch, so the
-    run itself is untouched: the second of two steps (the first pays one-off setup costs)."""
+def measure_step(step: TrainStep, runs: Sequence[NormRun], recipe: Recipe, mode: StepMode,
+                 batch_size: int | None = None) -> float:
+    """Seconds per step, measured before the run on copies of its models and a random batch of
+    ``batch_size`` (default: the recipe's; a data-parallel rank's share), so the run itself is
+    untouched: the second of two steps (the first pays one-off setup costs)."""
     copies = []
     for run in runs:
         model = copy.deepcopy(run.model)
         optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=mode.fused_adam)
         copies.append(NormRun(run.norm, model, optimizer, run.out, run.log))
-    batch = torch.rand(recipe.batch_size, 3, recipe.image_size, recipe.image_size,
+    batch = torch.rand(batch_size or recipe.batch_size, 3, recipe.image_size, recipe.image_size,
                        generator=torch.Generator().manual_seed(0))
     step(copies, batch, recipe.steps)
     started = time.perf_counter()

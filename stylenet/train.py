@@ -26,6 +26,7 @@ import torch
 from . import __version__
 from .checkpoint import check_style_name, read_metadata, save_model, save_train_state
 from .data import ContentPhotos
+from .distributed import DataParallel
 from .recipe import (
     DEFAULT_PRESET,
     PRESETS,
@@ -156,18 +157,24 @@ def output_paths(pattern: str | Path, style: str, norms: Sequence[str], suffix: 
 
 def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequence[Path] = (),
           resume: bool = False, log: str | Path | None = None, device: str = "auto",
-          listener: Listener | None = None, mode: StepMode | None = None) -> dict[str, dict[str, Any]]:
+          listener: Listener | None = None, mode: StepMode | None = None,
+          parallel: DataParallel | None = None) -> dict[str, dict[str, Any]]:
     """Train one model per norm on the same batches; returns each norm's model metadata.
 
     ``out`` (and ``log``, default: each model's name with ``.csv``) follow ``output_paths``.
     ``init``: checkpoints to warm-start from, one per norm. ``resume``: continue from the training
-    states beside the outputs when they exist (a finished run is left as it is).
+    states beside the outputs when they exist (a finished run is left as it is). ``parallel``: this
+    process is one rank of a torchrun (``distributed.py``): it trains on its share of every batch,
+    and rank 0 alone writes files and reports to ``listener``.
     """
     check_style_name(recipe.style_name)  # the painting's name is refused now, not at the first checkpoint
     norms = list(dict.fromkeys(norms))
     dev = pick_device(device)
     mode = mode or StepMode.fast(dev)
-    listener = listener or Listener()
+    main = parallel is None or parallel.is_main
+    listener = listener if listener and main else Listener()
+    if parallel and recipe.batch_size % parallel.world:
+        raise ValueError(f"the batch size {recipe.batch_size} must be a multiple of the {parallel.world} processes")
     outs = output_paths(out, recipe.style_name, norms, ".safetensors")
     logs = (output_paths(log, recipe.style_name, norms, ".csv") if log
             else {norm: path.with_suffix(".csv") for norm, path in outs.items()})
@@ -196,7 +203,7 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
     photos, validation = ContentPhotos.scan(Path(recipe.content), recipe.image_size,
                                             on_progress=listener.on_scan).split(recipe.validation_photos,
                                                                                 recipe.image_size)
-    train_step = TrainStep(recipe, vgg, grams, mode, dev)
+    train_step = TrainStep(recipe, vgg, grams, mode, dev, parallel)
     generator = torch.Generator().manual_seed(recipe.seed)
     if saved:  # after everything that draws from the global RNG (VGG's init), which the states record
         for run in runs:
@@ -204,13 +211,17 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
             run.skipped, run.best = list(saved[run.norm].get("skipped_steps", [])), saved[run.norm].get("best", {})
             if run.guard and "guard" in saved[run.norm]:
                 run.guard.load(saved[run.norm]["guard"])
+    if parallel:  # after any restore: DDP starts every rank from rank 0's weights
+        for run in runs:
+            run.net = parallel.wrap(run.model)
 
     def metadata(run: NormRun, step: int) -> dict[str, Any]:
         return {**provenance(recipe, len(photos.images)), "steps": step, "final_losses": losses.get(run.norm, {}),
                 "stylenet_version": __version__, "step": step, "skipped_steps": run.skipped,
                 "validation_photos": 0 if validation is None else len(validation)} | (
                     {"init": run.init} if run.init else {}) | ({"best": run.best} if run.best else {}) | (
-                    {"guard": run.guard.state()} if run.guard else {})
+                    {"guard": run.guard.state()} if run.guard else {}) | (
+                    {"data_parallel": {"processes": parallel.world, "bn_stats": parallel.bn_stats}} if parallel else {})
 
     def improves(run: NormRun, step: int) -> bool:
         """Whether the model's validation loss is its lowest so far (then ``run.best`` records it)."""
@@ -235,18 +246,20 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
-    step_seconds = measure_step(train_step, runs, recipe, mode) if start < recipe.steps else 0.0
+    share = recipe.batch_size // (parallel.world if parallel else 1)
+    step_seconds = measure_step(train_step, runs, recipe, mode, share) if start < recipe.steps else 0.0
     listener.on_start(RunStart(tuple(norms), tuple(outs.values()), start, recipe.steps, len(photos.images),
                                tuple(photos.skipped), step_seconds))
-    before = max(prepare_log(run.log, start) for run in runs)
+    before = max(prepare_log(run.log, start) for run in runs) if main else 0.0
     pace = Pace(step_seconds, recipe.batch_size, before=before)
     done = start
     for step in range(start, recipe.steps):
-        terms = train_step(runs, photos.batch(recipe.batch_size, recipe.image_size, generator), step)
+        batch = photos.batch(recipe.batch_size, recipe.image_size, generator)  # every rank draws it alike
+        terms = train_step(runs, parallel.share(batch) if parallel else batch, step)
         pace.tick()
         done = step + 1
         losses = {norm: {k: round(v.item(), 5) for k, v in t.items()} for norm, t in terms.items()}
-        if done % recipe.log_every == 0 or done == recipe.steps:
+        if main and (done % recipe.log_every == 0 or done == recipe.steps):
             for run in runs:
                 with open(run.log, "a", newline="") as f:
                     csv.writer(f).writerow([done, *(losses[run.norm][k] for k in LOG_COLUMNS[1:5]),
@@ -255,9 +268,12 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
                                    (recipe.steps - done) * pace.step_seconds, pace.elapsed,
                                    {run.norm: run.model for run in runs},
                                    tuple(run.norm for run in runs if run.skipped[-1:] == [done])))
-        if done < recipe.steps and listener.should_stop():
+        if done < recipe.steps and (parallel.anyone(listener.should_stop()) if parallel else listener.should_stop()):
             break
-        if done % recipe.checkpoint_every == 0 and done < recipe.steps:
+        if main and done % recipe.checkpoint_every == 0 and done < recipe.steps:
             checkpoint(done, with_models=False)
-    checkpoint(done, with_models=True)
+    if main:
+        checkpoint(done, with_models=True)
+    if parallel:
+        parallel.barrier()  # the other ranks read the files rank 0 has just written
     return {run.norm: read_metadata(run.out) for run in runs}

@@ -49,6 +49,22 @@ def test_style_and_content_zero_at_target_and_positive_elsewhere():
     torch.testing.assert_close(content_loss(f["a"] * 100, f["a"].flip(0) * 100), content_loss(f["a"], f["a"].flip(0)))
 
 
+def test_every_term_of_a_batch_is_the_mean_of_its_halves():
+    """What data-parallel training relies on: ranks averaging the losses of their halves get the
+    whole batch's loss (a batch-wide normalizer would not: the content term used to divide by the
+    whole batch's mean square)."""
+    torch.manual_seed(0)
+    out = torch.rand(4, 3, 6, 6)
+    target = torch.rand(4, 3, 6, 6) * torch.tensor([1.0, 5.0, 0.2, 3.0]).view(4, 1, 1, 1)  # unequal brightness
+    grams = {"a": gram_matrix(torch.rand(1, 3, 6, 6))}
+    for term in (lambda a, b: content_loss(a, b), lambda a, b: style_loss({"a": a}, grams),
+                 lambda a, b: total_variation(a)):
+        halves = (term(out[:2], target[:2]) + term(out[2:], target[2:])) / 2
+        torch.testing.assert_close(term(out, target), halves)
+    one_by_one = torch.stack([content_loss(out[i:i + 1], target[i:i + 1]) for i in range(4)])
+    torch.testing.assert_close(content_loss(out, target), one_by_one.mean())
+
+
 def test_total_variation_by_hand():
     img = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).view(1, 1, 2, 2)
     assert total_variation(img).item() == 1.0  # vertical diffs 0, horizontal diffs all 1

@@ -2,7 +2,9 @@
 
     stylenet train --style painting.jpg --content photos/ --norm batch instance --out models/
 
-One model per --norm, all trained on the same batches in one process. --preset sets crop size, batch,
+One model per --norm, all trained on the same batches in one process; under torchrun
+(``torchrun --nproc-per-node N -m stylenet train ...``, same flags) each process trains on its share
+of every batch, and --bn-stats says whether BN layers see the whole batch's statistics. --preset sets crop size, batch,
 steps and width (flags given explicitly override it); before the first step the measured step time
 and the run's estimated wall-clock time are printed. Ctrl-C stops after the current step and keeps a
 checkpoint of every model (--resume continues); a second Ctrl-C quits at once.
@@ -20,6 +22,7 @@ from tqdm import tqdm
 from stylenet import cli
 from stylenet.checkpoint import CheckpointError
 from stylenet.data import NoImagesError
+from stylenet.distributed import BN_STATS, DataParallel
 from stylenet.norms import NORM_KINDS, norm_label
 from stylenet.train import (
     DEFAULT_PRESET,
@@ -82,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contrast-normalize", action="store_true", default=None,
                    help="give every content photo the same mean/std (Huang & Belongie control)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--bn-stats", default="sync", choices=BN_STATS,
+                   help="under torchrun: BN statistics over the whole batch (sync, the one-process model) or "
+                        "over each process's share (per-rank); IN, LN and GN need neither (default sync)")
     p.add_argument("--resume", action="store_true", help="continue from the training states beside --out")
     p.add_argument("--log", help="CSV of losses, same forms as --out (default: beside each model)")
     p.add_argument("--no-progress", action="store_true")
@@ -164,11 +170,14 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
-    progress = ConsoleProgress(bars=not args.no_progress)
-    previous_handler = signal.signal(signal.SIGINT, progress.request_stop)
+    parallel = DataParallel.from_environment(args.bn_stats)
+    main = parallel is None or parallel.is_main
+    progress = ConsoleProgress(bars=not args.no_progress and main)
+    # Under torchrun the launcher owns Ctrl-C (it ends every rank); --resume continues from the last checkpoint.
+    previous_handler = signal.signal(signal.SIGINT, progress.request_stop) if parallel is None else None
     try:
         metas = train(recipe, args.norm, args.out, init=args.init, resume=args.resume, log=args.log,
-                      device=args.device, listener=progress)
+                      device=args.device, listener=progress, parallel=parallel)
     except (NoImagesError, VGGWeightsMissing, CheckpointError, TrainingDiverged, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -177,7 +186,12 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         progress.close()
-        signal.signal(signal.SIGINT, previous_handler)
+        if parallel:
+            parallel.close()
+        else:
+            signal.signal(signal.SIGINT, previous_handler)
+    if not main:
+        return 0
     outs = output_paths(args.out, recipe.style_name, list(metas), ".safetensors")
     for norm, meta in metas.items():
         print(f"wrote {outs[norm]} ({meta['steps']} steps, final losses {meta['final_losses']})")
