@@ -65,23 +65,66 @@ def test_a_tiny_job_trains_every_norm_reports_and_outlives_the_store(store, pain
 
 
 def test_cancel_keeps_the_checkpoint_and_resume_finishes(store, painting):
-    job = store.submit(painting, "stopme", ["batch", "instance"], "quick", {**TINY, "steps": 5})
+    job = store.submit(painting, "stopme", ["batch", "instance"], "quick", {**TINY, "steps": 40})
     runner = Runner(store)
     runner.tick()
     assert store.get(job.id).state == "running"
-    store.cancel(job.id)  # the flag is there before the first step: the worker stops right after it
-    cancelled = runner.wait(job.id, timeout=300)
+    store.cancel(job.id)  # the flag is there before the photo scan: the worker stops there, at once
+    cancelled = runner.wait(job.id, timeout=120)
     assert (cancelled.state, cancelled.resumable) == ("cancelled", True), cancelled.message
-    assert "step 1" in cancelled.message
-    for norm in job.norms:
-        assert read_metadata(state_path(job.model_path(norm)))["step"] == 1
+    assert cancelled.message == "cancelled before its first step" and not of_kind(store.events(job.id), "step")
+    store.resume(job.id)
+    wait_for_event(runner, job.id, "step")
+    store.cancel(job.id)  # between steps: it stops at the end of the step, with a checkpoint of it
+    cancelled = runner.wait(job.id, timeout=300)
+    stopped_at = read_metadata(state_path(job.model_path("instance")))["step"]
+    assert cancelled.state == "cancelled" and f"cancelled at step {stopped_at}" in cancelled.message
+    assert 1 <= stopped_at < 40 and read_metadata(state_path(job.model_path("batch")))["step"] == stopped_at
     assert store.user_styles() == []  # a cancelled job's models do not join the app
     store.resume(job.id)
     assert not (job.folder / CANCEL_FILE).exists()
     done = runner.wait(job.id, timeout=300)
     assert done.state == "done", done.message
-    assert [e["step"] for e in of_kind(store.events(job.id), "step")] == [1, 2, 3, 4, 5]
-    assert read_metadata(job.model_path("instance"))["steps"] == 5
+    assert [e["step"] for e in of_kind(store.events(job.id), "step")][-(40 - stopped_at):] == list(range(stopped_at + 1, 41))
+    assert read_metadata(job.model_path("instance"))["steps"] == 40
+
+
+def wait_for_event(runner, job_id, kind, timeout=300):
+    """Run the queue until the job has reported a ``kind`` event."""
+    deadline = time.time() + timeout
+    while not of_kind(runner.store.events(job_id), kind):
+        assert time.time() < deadline, f"no {kind} event"
+        runner.tick()
+        time.sleep(0.1)
+
+
+def test_a_cancel_in_the_warm_up_stops_within_seconds(store, painting, monkeypatch):
+    """The trainer asks whether to stop only after a step; the warm-up's two trial steps (and, in a big
+    job, one step) can take minutes. The worker's layer hook stops it there, and no checkpoint is written."""
+    from stylenet import train as trainer
+    from stylenet.jobs import worker
+
+    job = store.submit(painting, "warm", ["instance"], "quick", TINY)
+    measure = trainer.measure_step
+    touched = []
+
+    def cancel_then_measure(*args, **kwargs):
+        (job.folder / CANCEL_FILE).touch()
+        touched.append(time.monotonic())
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "measure_step", cancel_then_measure)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(worker.Stopped, match="cancelled"):
+            worker.train_job(job, StopCheck(job.folder))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert time.monotonic() - touched[0] < 1.0  # was: two trial steps, then step 1, then the check
+    assert not of_kind(store.events(job.id), "start") and not of_kind(store.events(job.id), "step")
+    assert not state_path(job.model_path("instance")).exists()
+    assert worker.checkpoint_step(job) == 0
 
 
 def test_a_worker_that_dies_leaves_an_interrupted_resumable_job(store, painting):

@@ -10,16 +10,19 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.modules.module import register_module_forward_pre_hook
 
+from ..checkpoint import read_metadata
 from ..files import replaced_atomically
 from ..images import open_image
 from ..runtime import to_pil, to_tensor
-from ..train import PRESETS, Listener, Recipe, RunStart, StepEvent, train
+from ..train import PRESETS, Listener, Recipe, RunStart, StepEvent, state_path, train
 from .job import CANCEL_FILE, Job, append_event
 from .runner import worker_threads
 from .store import JobStore
@@ -27,18 +30,47 @@ from .store import JobStore
 WORKER_NICE = 10
 PREVIEWS_PER_RUN = 12
 STEP_EVENTS_PER_RUN = 400  # keeps events.jsonl (read on every refresh) small however long the run
+STOP_GRACE_S = 3.0  # a stop asked for mid-step waits this long for the step (and its checkpoint) to end
+CHECK_EVERY_S = 0.2  # how often the layer hook looks at the flag, the signals and the parent
+
+
+class Stopped(Exception):
+    """Raised inside the trainer to stop it between two layers: in the photo scan, the warm-up's
+    trial steps, or a step that outlived ``STOP_GRACE_S``. Nothing is saved: the last checkpoint stays."""
 
 
 class StopCheck:
-    """Why the worker should stop, checked every step: the cancel flag (cancelled), SIGTERM/SIGINT
-    or the app that started it going away (interrupted). Either way the trainer checkpoints first."""
+    """Why the worker should stop: the cancel flag (cancelled), SIGTERM/SIGINT or the app that started
+    it going away (interrupted).
+
+    The trainer asks after every step and then checkpoints; but a scan of many photos, the warm-up's
+    two trial steps or one step of a big job can take minutes. So the worker also asks while they run
+    (``interrupt``: at every scanned photo, and before every layer of every network through a torch
+    forward hook) and raises ``Stopped``: at once before the first step, after ``STOP_GRACE_S`` during
+    one (a step that ends within it stops at its end, with a checkpoint of that step).
+    """
 
     def __init__(self, folder: Path) -> None:
         self.flag = Path(folder) / CANCEL_FILE
         self.parent = os.getppid()
         self.signalled = False
+        self.stepping = False  # a first step has ended: from then on a stop waits STOP_GRACE_S for its end
+        self.asked: float | None = None  # when a stop was first seen during a step
+        self.checked = 0.0
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.on_signal)
+
+    def interrupt(self, *_: Any) -> None:
+        """Raise ``Stopped`` when a stop is due (see the class); cheap enough for every layer."""
+        now = time.monotonic()
+        if now - self.checked < CHECK_EVERY_S:
+            return
+        self.checked = now
+        if self.reason is None:
+            return
+        self.asked = self.asked or now
+        if not self.stepping or now - self.asked > STOP_GRACE_S:
+            raise Stopped(self.reason)
 
     def on_signal(self, signum: int, frame: Any) -> None:
         self.signalled = True
@@ -72,6 +104,11 @@ def run_worker(folder: Path) -> int:
     stop = StopCheck(folder)
     try:
         last_step = train_job(job, stop)
+    except Stopped as exc:
+        kept = checkpoint_step(job)
+        store.finish(job, str(exc), f"{exc} before step {kept + 1} ended; the checkpoint of step {kept} is kept, "
+                                    "resume continues from it" if kept else f"{exc} before its first step")
+        return 0
     except Exception as exc:  # noqa: BLE001 - any failure becomes one line for the user; the log keeps the rest
         traceback.print_exc()
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -91,14 +128,26 @@ def train_job(job: Job, stop: StopCheck) -> int:
     """Train every norm of the job on the same batches with the library trainer; returns the last step.
 
     Always ``resume=True``: a fresh job has no training state and starts at step 0; a resumed one
-    continues from the states its cancel or interruption left.
+    continues from the states its cancel or interruption left. ``Stopped`` when a stop came while
+    the trainer was not between steps (``StopCheck.interrupt``).
     """
     steps = job.settings["steps"]
     recipe = Recipe(style=str(job.painting), content=job.photos,
                     **{**PRESETS[job.preset], **job.settings, "checkpoint_every": max(1, min(100, steps // 10))})
-    written = train(recipe, job.norms, job.folder / "{norm}.safetensors", resume=True,
-                    listener=JobListener(job, stop))
+    hook = register_module_forward_pre_hook(stop.interrupt)
+    try:
+        written = train(recipe, job.norms, job.folder / "{norm}.safetensors", resume=True,
+                        listener=JobListener(job, stop))
+    finally:
+        hook.remove()
     return min(meta["steps"] for meta in written.values())
+
+
+def checkpoint_step(job: Job) -> int:
+    """The step of the job's last checkpoint (0 when it has none): where a resume continues."""
+    steps = [read_metadata(state_path(job.model_path(norm))).get("step", 0)
+             for norm in job.norms if state_path(job.model_path(norm)).is_file()]
+    return min(steps) if len(steps) == len(job.norms) else 0
 
 
 class JobListener(Listener):
@@ -113,6 +162,7 @@ class JobListener(Listener):
                        for name in job.previews}
 
     def on_scan(self, done: int, total: int) -> None:
+        self.stop.interrupt()
         if done == total or done % max(1, total // 20) == 0:
             append_event(self.job.folder, {"event": "scan", "done": done, "total": total})
 
@@ -123,6 +173,7 @@ class JobListener(Listener):
                                        "threads": torch.get_num_threads()})
 
     def on_step(self, event: StepEvent) -> None:
+        self.stop.stepping, self.stop.asked = True, None
         last = event.step == event.steps
         if last or event.step % self.event_every == 0:
             append_event(self.job.folder, {"event": "step", "step": event.step, "steps": event.steps,
