@@ -13,20 +13,33 @@ WEIGHTS_DIR = weights_dir()  # read once, at import: $STYLENET_WEIGHTS, else the
 
 
 def load_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
-    """The manifest's model entries (empty when no manifest exists yet)."""
+    """The manifest's model entries, those that are JSON objects (empty when no manifest exists yet)."""
     path = Path(weights_dir) / "manifest.json"
     if not path.is_file():
         return []
-    return json.loads(path.read_text())["models"]
+    return [entry for entry in json.loads(path.read_text())["models"] if isinstance(entry, dict)]
+
+
+def in_weights(weights_dir: Path, name: object) -> Path:
+    """The file a manifest entry names (``file``, ``painting``), which must lie inside ``weights_dir``:
+    ValueError for an absolute path, a ``..`` that climbs out, or anything that is not a name."""
+    root = Path(weights_dir).resolve()
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{name!r} is not a file name")
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{name} is outside the weights folder")
+    return path
 
 
 def resolve(ref: str | Path, weights_dir: Path = WEIGHTS_DIR) -> Path:
     """A checkpoint path from a path or a ``style/norm`` manifest name; ValueError if neither."""
     if Path(ref).is_file():
         return Path(ref)
-    shipped = {f"{e['style']}/{e['norm']}": e["file"] for e in load_manifest(weights_dir) if not e.get("experiment")}
+    shipped = {f"{e.get('style')}/{e.get('norm')}": e.get("file") for e in load_manifest(weights_dir)
+               if not e.get("experiment")}
     if str(ref) in shipped:
-        return Path(weights_dir) / shipped[str(ref)]
+        return in_weights(weights_dir, shipped[str(ref)])
     names = ", ".join(shipped) or "none shipped"
     raise ValueError(f"{ref}: neither a checkpoint file nor a shipped model ({names})")
 

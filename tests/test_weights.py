@@ -86,3 +86,27 @@ def test_a_stacked_log_is_unweighted_with_each_part_s_own_recipe(tmp_path):
     assert curves["step"] == [1, 2, 3, 4]
     assert curves["style"] == pytest.approx([0.6 / 1.5, 0.6 / 3.0, 0.6 / 1.5, 0.6 / 3.0])
     assert curves["content"] == pytest.approx([1.0, 1.0, 0.5, 0.5])
+
+
+def test_manifest_entries_are_checked_one_by_one_and_stay_inside_the_weights_folder(tmp_path, capsys):
+    """One bad entry (a path outside the folder, a corrupt or missing model, no norm) is skipped with its
+    reason; the good ones load and the app starts."""
+    from stylenet.app.styles import load_styles
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save(weights / "stripes_instance.safetensors", {"style": "stripes.png"})
+    save(tmp_path / "outside.safetensors", {"style": "stripes.png"})
+    (weights / "corrupt.safetensors").write_bytes(b"not a checkpoint")
+    good = {"style": "stripes", "norm": "instance", "file": "stripes_instance.safetensors"}
+    entries = [good, {**good, "norm": "batch", "file": str(tmp_path / "outside.safetensors")},
+               {**good, "style": "up", "file": "../outside.safetensors"},
+               {**good, "style": "bad", "file": "corrupt.safetensors"}, {**good, "style": "gone", "file": "gone.safetensors"},
+               {"style": "nonorm", "file": "stripes_instance.safetensors"}, "not an entry"]
+    (weights / "manifest.json").write_text(json.dumps({"models": entries}))
+    styles = load_styles(weights)
+    assert list(styles) == ["stripes"] and list(styles["stripes"].models) == ["instance"]
+    err = capsys.readouterr().err
+    assert err.count("skipped") == 5 and err.count("is outside the weights folder") == 2
+    with pytest.raises(ValueError, match="outside the weights folder"):
+        resolve("up/instance", weights)

@@ -23,7 +23,7 @@ from ..checkpoint import load_model
 from ..jobs import Job, JobStore, UserStyle
 from ..norms import NORM_KINDS
 from ..stylize import Stylizer
-from ..weights import load_manifest
+from ..weights import in_weights, load_manifest
 from .sessions import Sessions
 
 S = TypeVar("S")
@@ -59,15 +59,14 @@ def load_styles(weights_dir: Path) -> dict[str, Style]:
     is left out with its reason on stderr, and the app starts with the others.
     """
     styles: dict[str, Style] = {}
-    root = Path(weights_dir).resolve()
-    entries = [e for e in load_manifest(weights_dir) if isinstance(e, dict)]
+    entries = load_manifest(weights_dir)
     for entry in sorted(entries, key=lambda e: NORM_KINDS.index(e["norm"]) if e.get("norm") in NORM_KINDS else 99):
         if entry.get("experiment"):
             continue
         try:
             name, norm = entry["style"], entry["norm"]
-            model = inside(root, entry["file"])
-            painting = inside(root, entry["painting"]) if entry.get("painting") else None
+            model = in_weights(weights_dir, entry["file"])
+            painting = in_weights(weights_dir, entry["painting"]) if entry.get("painting") else None
             style = styles.get(name) or Style(name, entry.get("title", name), painting, {}, {})
             style.add(norm, model)
         except Exception as exc:  # noqa: BLE001 - one bad entry is skipped, whatever the loader raised
@@ -76,16 +75,6 @@ def load_styles(weights_dir: Path) -> dict[str, Style]:
             continue
         styles[name] = style
     return styles
-
-
-def inside(root: Path, name: object) -> Path:
-    """``root / name`` when that stays inside ``root`` (no absolute path, no ``..``); ValueError otherwise."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{name!r} is not a file name")
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"{name} is outside the weights folder")
-    return path
 
 
 def one_line(exc: BaseException) -> str:
