@@ -10,7 +10,8 @@ location           variable                  default
 shipped models     ``$STYLENET_WEIGHTS``     ``weights/`` of a checkout, else the installed copy
 user models        ``$STYLENET_USER_MODELS`` ``CACHE/user_models``
 cache              ``$STYLENET_CACHE``       ``$XDG_CACHE_HOME/stylenet`` or ``~/.cache/stylenet``
-training photos    ``$STYLENET_DATA``        ``data/train`` of a checkout, else ``CACHE/data/train``
+training photos    ``$STYLENET_DATA``        ``data/train`` of a checkout, else ``CACHE/data/train``;
+                                             where that is missing, the example photos
 examples           (none)                    ``examples/`` of a checkout, else the installed copy
 figures            (none)                    ``docs/figures`` of a checkout (absent when installed)
 =================  ========================  =====================================================
@@ -63,7 +64,10 @@ def user_models_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """The training photos new styles are trained on."""
+    """The training photos new styles are trained on. Where the default folder does not exist (a fresh
+    clone or install: the team's research photos are not shipped), the 17 freely licensed example
+    photos (``examples/SOURCES.csv``), so a first job trains with no flags."""
     if os.environ.get("STYLENET_DATA"):
         return Path(os.environ["STYLENET_DATA"])
-    return CHECKOUT / "data" / "train" if in_checkout() else cache_dir() / "data" / "train"
+    default = CHECKOUT / "data" / "train" if in_checkout() else cache_dir() / "data" / "train"
+    return default if default.is_dir() else examples_dir()

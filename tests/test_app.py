@@ -399,6 +399,13 @@ def test_train_refuses_bad_requests_in_one_line(app_url, tmp_path, painting):
         client.predict(*train_request(painting, "greedy", settings=(50000, 64, 8)), api_name="/train")
     with pytest.raises(Exception, match="a style named 'starry_night' already exists"):
         client.predict(*train_request(painting, "starry_night"), api_name="/train")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
+        archive.writestr("../../outside.jpg", b"\xff\xd8 a photo")
+    with pytest.raises(Exception, match="photos.zip: the entry '../../outside.jpg' points outside the archive"):
+        client.predict(*train_request(painting, "zipped"), [handle_file(str(tmp_path / "photos.zip"))],
+                       api_name="/train")
 
 
 def test_a_restarted_app_lists_finished_models_and_resumable_jobs(tmp_path, painting, photo):

@@ -457,3 +457,81 @@ def test_latency_script_stops_on_a_failed_job_and_on_its_deadline():
     assert wait_for_training(lambda: [scan, failed], timeout=5, every=0) == \
         "the job ended failed before training: training photos: none readable"
     assert wait_for_training(lambda: [scan], timeout=0.05, every=0.01) == "the job reached no training step in 0.05 s"
+
+
+def zip_of(path, entries):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+def jpeg_bytes(seed, size=(80, 64)):
+    import io
+
+    from .conftest import smooth_image
+
+    out = io.BytesIO()
+    smooth_image(seed, size).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_user_photos_are_decoded_safely_and_bad_archives_refused(tmp_path):
+    from stylenet.jobs.photos import import_photos
+
+    loose = tmp_path / "loose.jpg"
+    loose.write_bytes(jpeg_bytes(1))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    good = zip_of(tmp_path / "good.zip", {"a/one.jpg": jpeg_bytes(2), "two.png": jpeg_bytes(3), "notes.txt": b"hi",
+                                           "bad.jpg": b"garbage"})
+    n = import_photos([loose, broken, good], tmp_path / "out")
+    assert n == 3 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    assert Image.open(tmp_path / "out" / "00000.jpg").size == (80, 64)
+    refusals = {
+        "points outside the archive": {"../../evil.jpg": jpeg_bytes(4)},
+        "points outside the archive; refused": {"/etc/evil.jpg": jpeg_bytes(4)},
+        "inflates": {"bomb.jpg": bytes(50 * 2**20)},  # 50 MB of zeros: a few dozen KB zipped
+    }
+    for i, (message, entries) in enumerate(refusals.items()):
+        with pytest.raises(JobError, match=message):
+            import_photos([zip_of(tmp_path / f"bad{i}.zip", entries)], tmp_path / f"no{i}")
+        assert not list((tmp_path / f"no{i}").iterdir())  # nothing of it was written
+    with pytest.raises(JobError, match="good.zip: 4 files, over the limit of 3 in one zip"):
+        import_photos([good], tmp_path / "few", Limits(zip_entries=3))
+    with pytest.raises(JobError, match="none of the 1 files sent is a readable"):
+        import_photos([broken], tmp_path / "none")
+    (tmp_path / "fake.zip").write_bytes(b"PK not really")
+    with pytest.raises(JobError, match="fake.zip: not a readable zip"):
+        import_photos([tmp_path / "fake.zip"], tmp_path / "fake")
+
+
+def test_a_job_trains_on_the_user_s_own_photos(store, painting, tmp_path):
+    archive = zip_of(tmp_path / "mine.zip", {f"p{i}.jpg": jpeg_bytes(i) for i in range(3)})
+    job = store.submit(painting, "own", ["instance"], "quick", TINY, photos=[archive])
+    assert job.photos == str(job.folder / "photos") and len(list((job.folder / "photos").iterdir())) == 3
+    assert not list(store.root.glob(".photos-*"))  # the upload's scratch folder is gone
+    done = Runner(store).wait(job.id, timeout=300)
+    assert done.state == "done", done.message
+    assert of_kind(store.events(job.id), "start")[0]["photos"] == 3
+
+
+def test_a_fresh_clone_trains_with_no_flags_on_the_shipped_photos(tmp_path, painting, monkeypatch):
+    """No $STYLENET_DATA and no data/train (the team's photos are not in the repository): the default
+    is the 17 freely licensed example photos, so the quick preset's first job needs no flag."""
+    from stylenet import paths
+
+    clone = tmp_path / "clone"
+    (clone / "stylenet").mkdir(parents=True)
+    (clone / "pyproject.toml").write_text("")
+    (clone / "examples").symlink_to(paths.CHECKOUT / "examples")
+    monkeypatch.setattr(paths, "CHECKOUT", clone)
+    monkeypatch.delenv("STYLENET_DATA", raising=False)
+    store = JobStore(tmp_path / "models")
+    assert store.photos == clone / "examples" and (clone / "examples" / "SOURCES.csv").is_file()
+    job = store.submit(painting, "first", ["instance"], "quick", TINY)
+    done = Runner(store).wait(job.id, timeout=300)
+    assert done.state == "done", done.message
+    assert of_kind(store.events(job.id), "start")[0]["photos"] == 17

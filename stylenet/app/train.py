@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ..data import list_images
 from ..jobs import Job, JobError, JobStore
 from ..jobs.job import queue_positions, read_events
 from ..norms import NORM_KINDS, NORMS, norm_label
@@ -161,6 +162,9 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
         with gr.Column(scale=1):
             painting = photo_input("Painting", 200, elem_id="train-painting")
             name = gr.Textbox(label="Style name", placeholder="e.g. my_watercolour", max_length=100)
+            photos = gr.File(file_count="multiple", file_types=[".jpg", ".jpeg", ".png", ".webp", ".zip"],
+                             label=f"Your training photos (optional: photos or a zip; by default "
+                                   f"{photo_count(store)} shipped photos)", elem_id="train-photos", height=90)
             preset = gr.Radio(store.presets, value="quick", label="Preset", elem_id="train-preset")
             norms = gr.CheckboxGroup([(norm_label(n), n) for n in NORM_KINDS], value=["batch", "instance"],
                                      label="Norms (trained on identical batches)")
@@ -192,11 +196,11 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
         return values["steps"], values["image_size"], values["width"]
 
     def submit(painting_path, style_name, preset_name, chosen, n_steps, size, net_width, compare_path=None,
-               request: gr.Request = None):
+               photo_paths=None, request: gr.Request = None):
         try:
             job = store.submit(painting_path, style_name, list(chosen or []), preset_name,
                                {"steps": n_steps, "image_size": size, "width": net_width}, compare_path,
-                               owner=sessions.owner(request))
+                               owner=sessions.owner(request), photos=list(photo_paths or []))
         except JobError as exc:
             raise gr.Error(str(exc)) from None
         position = store.position(job)
@@ -219,7 +223,7 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
 
     live = [job_id, status, curves, previews, jobs_md, seen]
     preset.change(fill, preset, [steps, image_size, width], api_name=False)
-    inputs = [painting, name, preset, norms, steps, image_size, width] + ([compare_photo] if compare_photo else [])
+    inputs = [painting, name, preset, norms, steps, image_size, width, compare_photo or gr.State(None), photos]
     train.click(submit, inputs, [job_id, note], api_name="train", **heavy)
     cancel.click(act(store.cancel, "Cancelling"), job_id, note, api_name="cancel")
     resume.click(act(store.resume, "Resumed"), job_id, note, api_name="resume")
@@ -247,6 +251,11 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
 
     gr.api(jobs, api_name="jobs")
     gr.api(job_events, api_name="job_events")
+
+
+def photo_count(store: JobStore) -> int:
+    """How many photos the store's default training folder holds (what a job without photos trains on)."""
+    return len(list_images(store.photos)) if store.photos.is_dir() else 0
 
 
 def job_choices(jobs: list[Job]) -> list[tuple[str, str]]:

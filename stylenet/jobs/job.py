@@ -36,6 +36,9 @@ class Limits:
     image_size: int = 512
     width: int = 64
     queue: int = 3  # jobs waiting behind the running one
+    photos: int = 2000  # the user's own training photos: how many,
+    photos_bytes: int = 512 * 2**20  # how many bytes in all (a zip's once unpacked),
+    zip_entries: int = 5000  # and how many files one zip may hold
 
 
 @dataclass(frozen=True)

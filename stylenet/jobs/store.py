@@ -42,6 +42,7 @@ from .job import (
     queued_in_order,
     read_events,
 )
+from .photos import import_photos
 
 PAINTING_SIDE = 2048  # longest side kept of a painting: style Grams use its short side at <= 512 px
 PREVIEW_SIDE = 256
@@ -158,9 +159,10 @@ class JobStore:
     # -- requests ---------------------------------------------------------------------------
     def submit(self, painting: str | Path, name: str, norms: list[str], preset: str = "quick",
                overrides: dict[str, int] | None = None, preview_photo: str | Path | None = None,
-               owner: str = "") -> Job:
+               owner: str = "", photos: list[str | Path] | None = None) -> Job:
         """Queue a job after checking everything that can be checked now; JobError says what is wrong.
-        ``owner``: who may see and change it (the app passes its session's id; "" is the operator)."""
+        ``owner``: who may see and change it (the app passes its session's id; "" is the operator).
+        ``photos``: the user's own training photos (files, zips), else the store's folder."""
         name = (name or "").strip() or Path(painting or "").stem
         try:
             check_style_name(name)
@@ -175,18 +177,33 @@ class JobStore:
             raise JobError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         settings = self.settings(preset, overrides or {})
         img = self.open_painting(painting)
-        problem = check_photos(self.photos) or check_vgg()
+        problem = (None if photos else check_photos(self.photos)) or check_vgg()
         if problem:
             raise JobError(problem)
+        upload = self.root / f".photos-{secrets.token_hex(8)}"  # decoded before the lock: it can take a while
+        try:
+            if photos:
+                import_photos(photos, upload, self.limits)
+            return self.queue_job(name, norms, preset, settings, img, preview_photo, owner, upload if photos else None)
+        finally:
+            shutil.rmtree(upload, ignore_errors=True)
+
+    def queue_job(self, name: str, norms: list[str], preset: str, settings: dict[str, int], img: Image.Image,
+                  preview_photo: str | Path | None, owner: str, photos: Path | None) -> Job:
+        """The checked request, as a job in the queue (``photos``: the user's, moved into the job)."""
         with self.locked():
             if name in self.reserved or name in {j.name for j in self.jobs()}:
                 raise JobError(f"a style named {name!r} already exists; choose another name")
             self.check_queue_room()
             now = time.time()
             job_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(3)
-            job = Job(job_id, name, [n for n in NORM_KINDS if n in norms], preset, settings, str(self.photos),
-                      created=now, queued_at=now, owner=owner, folder=self.root / job_id)
+            folder = self.root / job_id
+            job = Job(job_id, name, [n for n in NORM_KINDS if n in norms], preset, settings,
+                      str(folder / "photos" if photos else self.photos), created=now, queued_at=now, owner=owner,
+                      folder=folder)
             job.folder.mkdir()
+            if photos:
+                photos.rename(folder / "photos")
             img.save(job.painting)
             job.previews = save_previews(job.folder, preview_photo)
             job.save()
