@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -437,9 +438,13 @@ def test_a_restarted_app_lists_finished_models_and_resumable_jobs(tmp_path, pain
         assert client.predict(api_name="/jobs") == []
         _, gallery, note = client.predict(handle_file(str(photo)), "mine", api_name="/compare")
         assert [item["caption"].split(" ")[0] for item in gallery] == ["BN", "IN"] and "2 models" in note
-    with (running_app(**folders, log=tmp_path / "app2.log") as url,  # not shared: the default
-          pytest.raises(Exception, match="Unknown style 'mine'")):
-        Client(url, verbose=False).predict(handle_file(str(photo)), "mine", api_name="/compare")
+    with helpers.running_app(folders["weights"], tmp_path / "app2.log", "--models-dir", str(folders["models"]),
+                             "--train-photos", str(folders["photos"])) as (url, process):  # not shared: the default
+        with pytest.raises(Exception, match="Unknown style 'mine'"):
+            Client(url, verbose=False).predict(handle_file(str(photo)), "mine", api_name="/compare")
+        assert list(Path(tempfile.gettempdir()).glob(f"stylenet-results-{process.pid}-*"))
+    # helpers.running_app stops the app with SIGTERM: its results area goes all the same
+    assert not list(Path(tempfile.gettempdir()).glob(f"stylenet-results-{process.pid}-*"))
 
 
 def spawn_and_reap() -> int:
