@@ -1,23 +1,26 @@
-"""Stylize files and folders.
+"""Stylize files, folders and glob patterns, here or on a Ray cluster.
 
     stylenet stylize photos/ --weights starry_night/instance --out out/
+    stylenet stylize "s3://bucket/photos/" --weights starry_night/instance --out out/ --engine ray
 
 Exit code 0 if every file succeeded, 1 if some failed (one line each, with the reason), 2 for
-usage errors (bad flags, unknown weights, nothing to do).
+usage errors (bad flags, unknown weights, nothing to do). Both engines plan the same outputs
+(``plan``) and stylize each file with the same function (``stylize_file``).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 
 from tqdm import tqdm
 
 from stylenet import cli
 from stylenet.checkpoint import CheckpointError
-from stylenet.data import IMAGE_SUFFIXES
 from stylenet.files import replaced_atomically
-from stylenet.images import VECTOR_SUFFIXES, ImageError, open_image
+from stylenet.images import ImageError, open_image
+from stylenet.sources import Source, collect
 from stylenet.stylize import Stylizer
 from stylenet.temporal import STABILIZERS, stabilized
 from stylenet.video import (
@@ -29,12 +32,12 @@ from stylenet.video import (
 )
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
-EXTRA_SUFFIXES = {".gif", ".bmp", ".tif", ".tiff"} | VECTOR_SUFFIXES  # tried, so they get a reason
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``stylize`` command's flags (``stylenet stylize --help``)."""
-    p.add_argument("inputs", nargs="+", help="image files, video clips and/or folders")
+    p.add_argument("inputs", nargs="+",
+                   help="image files, video clips, folders, glob patterns (quoted) or, with pyarrow, URIs like s3://b/dir/")
     p.add_argument("--weights", action="append", required=True,
                    help="checkpoint path or shipped name like starry_night/instance (repeatable)")
     p.add_argument("--out", required=True, help="output folder (created)")
@@ -50,6 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stabilize", choices=("none", *STABILIZERS), default="none",
                    help="video: IN/LN/GN statistics smoothed over time (ema) or frozen at the first frame (reference)")
     p.add_argument("--gif-as-video", action="store_true", help="animated GIFs become MP4 clips (else: first frame)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: a pool of Ray actors, one loaded model set each (pip install 'stylenet[ray]'); "
+                        "outputs that exist are skipped, so a stopped run resumes")
+    p.add_argument("--address", help="ray: the cluster to join (default: a local Ray started for this run)")
+    p.add_argument("--workers", type=int, help="ray: actors (default: one per GPU, else one per CPU)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return cli.parse_args("stylize", argv)
 
 
-def is_video(path: Path, gif_as_video: bool) -> bool:
+def is_video(path: PurePath, gif_as_video: bool) -> bool:
     suffix = path.suffix.lower()
     return suffix in VIDEO_SUFFIXES or (gif_as_video and suffix == ".gif")
 
@@ -74,24 +82,8 @@ def stylize_clip_file(path: Path, target: Path, stylizer: Stylizer, args: argpar
                       on_frames=bar.update)
 
 
-def collect(inputs: list[str], recursive: bool) -> list[tuple[Path, Path]]:
-    """(file, root) pairs. Files named directly are always tried (their root is their own folder);
-    folders contribute image-like files, rooted at the folder so sub-folders can be mirrored.
-    A file reached twice is stylized once."""
-    found: dict[Path, tuple[Path, Path]] = {}
-    for item in map(Path, inputs):
-        if item.is_dir():
-            pattern = "**/*" if recursive else "*"
-            pairs = [(p, item) for p in sorted(item.glob(pattern))
-                     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | EXTRA_SUFFIXES | VIDEO_SUFFIXES]
-        else:
-            pairs = [(item, item.parent)]
-        for path, root in pairs:
-            found.setdefault(path.resolve(), (path, root))
-    return list(found.values())
-
-
-def output_path(source: Path, root: Path, style: str, norm: str, fmt: str, taken: dict[Path, Path]) -> Path:
+def output_path(source: PurePath, root: PurePath, style: str, norm: str, fmt: str,
+                taken: dict[PurePath, PurePath]) -> PurePath:
     """Where ``source``'s result goes, relative to --out, claimed in ``taken`` (output -> input).
 
     No output of a run may replace another. The source's folder below ``root`` is mirrored, so
@@ -110,70 +102,116 @@ def output_path(source: Path, root: Path, style: str, norm: str, fmt: str, taken
     return name
 
 
+@dataclass(frozen=True)
+class Job:
+    """One output to make: which file, through which model (its ``Stylizer.name``), to where."""
+
+    source: Source
+    model: str
+    target: Path
+
+
+def check_options(args: argparse.Namespace) -> str | None:
+    """The first usage error among the options, or None."""
+    for bad, message in [(not 0.0 <= args.strength <= 1.0, "--strength must be between 0 and 1"),
+                         (args.max_size is not None and args.max_size < 1, "--max-size must be positive"),
+                         (args.batch_size < 1, "--batch-size must be positive"),
+                         (args.workers is not None and args.workers < 1, "--workers must be positive")]:
+        if bad:
+            return message
+    return None
+
+
+def plan(sources: list[Source], models: list[tuple[str, str, str]], out_dir: Path, args: argparse.Namespace,
+         ) -> tuple[list[Job], list[str]]:
+    """The outputs to make for every source and model ((name, style, norm) triples), and a failure line
+    for each that cannot be made: two inputs claiming one output, an output that would overwrite an
+    input."""
+    inputs = {Path(s.path).resolve() for s in sources if s.uri is None}
+    jobs, failures, taken = [], [], {}
+    for source in sources:
+        for name, style, norm in models:
+            try:
+                fmt = "mp4" if is_video(source.path, args.gif_as_video) else args.format
+                target = out_dir / output_path(source.path, source.root, style, norm, fmt, taken)
+            except ValueError as exc:
+                failures.append(str(exc))
+                continue
+            if target.resolve() in inputs:
+                failures.append(f"{source}: output would overwrite an input; choose another --out")
+            else:
+                jobs.append(Job(source, name, target))
+    return jobs, failures
+
+
+def stylize_file(source: Source, target: Path, stylizer: Stylizer, args: argparse.Namespace) -> None:
+    """One file through one model to ``target``, written atomically (a failed save leaves nothing).
+    Raises ImageError/VideoError with a one-line reason, OSError/RuntimeError for the rest."""
+    if is_video(source.path, args.gif_as_video):
+        if source.uri is not None:
+            raise VideoError(f"{source}: clips are read from local paths only")
+        stylize_clip_file(Path(source.path), target, stylizer, args)
+        return
+    img, alpha = open_image(source.open())
+    out = stylizer(img, strength=args.strength, preserve_color=args.preserve_color, max_size=args.max_size,
+                   alpha=alpha)
+    if args.format == "jpg":
+        out = out.convert("RGB")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(target) as tmp:
+        out.save(tmp, FORMATS[args.format], quality=args.quality)
+
+
+def failure_line(source: Source, exc: Exception) -> str:
+    """A failure as one line: the reason of ours as it is, anything else after the file's name."""
+    return str(exc) if isinstance(exc, (ImageError, VideoError)) else f"{source}: {exc}"
+
+
+def stylize_here(jobs: list[Job], stylizers: dict[str, Stylizer], args: argparse.Namespace) -> list[str]:
+    """The local engine: every job in this process, with a progress bar; the failure lines."""
+    failures = []
+    for job in tqdm(jobs, desc="stylizing", unit="img"):
+        try:
+            stylize_file(job.source, job.target, stylizers[job.model], args)
+        except (ImageError, VideoError, OSError, RuntimeError) as exc:  # e.g. out of memory: report, keep going
+            failures.append(failure_line(job.source, exc))
+    return failures
+
+
 def run(args: argparse.Namespace) -> int:
-    if not 0.0 <= args.strength <= 1.0:
-        print("error: --strength must be between 0 and 1", file=sys.stderr)
-        return 2
-    if args.max_size is not None and args.max_size < 1:
-        print("error: --max-size must be positive", file=sys.stderr)
-        return 2
-    if args.batch_size < 1:
-        print("error: --batch-size must be positive", file=sys.stderr)
+    if problem := check_options(args):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         stylizers = [Stylizer.load(w, device=args.device) for w in args.weights]
-    except (ValueError, CheckpointError) as exc:
+        sources = collect(args.inputs, args.recursive)
+    except (ValueError, CheckpointError) as exc:  # SourceError and unknown weights are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     names = [s.name for s in stylizers]
     if twice := next((n for n in names if names.count(n) > 1), None):
         print(f"error: two --weights are both {twice}; their outputs would replace each other", file=sys.stderr)
         return 2
-    files = collect(args.inputs, args.recursive)
-    if not files:
+    if not sources:
         print("error: no input files", file=sys.stderr)
         return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = {f.resolve() for f, _ in files}
-    written = skipped = 0
-    failures: list[str] = []
-    jobs, taken = [], {}
-    for path, root in files:
-        for stylizer in stylizers:
-            try:
-                fmt = "mp4" if is_video(path, args.gif_as_video) else args.format
-                name = output_path(path, root, stylizer.meta["style"], stylizer.meta["norm"], fmt, taken)
-                jobs.append((path, stylizer, out_dir / name))
-            except ValueError as exc:
-                failures.append(str(exc))
-    for path, stylizer, target in tqdm(jobs, desc="stylizing", unit="img"):
-        if target.resolve() in inputs:
-            failures.append(f"{path}: output would overwrite an input; choose another --out")
-            continue
-        if args.skip_existing and target.exists():
-            skipped += 1
-            continue
-        try:
-            if is_video(path, args.gif_as_video):
-                stylize_clip_file(path, target, stylizer, args)
-                written += 1
-                continue
-            img, alpha = open_image(path)
-            out = stylizer(img, strength=args.strength, preserve_color=args.preserve_color,
-                           max_size=args.max_size, alpha=alpha)
-            if args.format == "jpg":
-                out = out.convert("RGB")
-            with replaced_atomically(target) as tmp:  # a failed save (disk full) leaves nothing behind
-                out.save(tmp, FORMATS[args.format], quality=args.quality)
-            written += 1
-        except (ImageError, VideoError) as exc:
-            failures.append(str(exc))
-        except (OSError, RuntimeError) as exc:  # e.g. out of memory: report, keep going
-            failures.append(f"{path}: {exc}")
+    models = [(s.name, s.meta["style"], s.meta["norm"]) for s in stylizers]
+    jobs, refused = plan(sources, models, out_dir, args)
+    skip = args.skip_existing or args.engine == "ray"  # on Ray, a rerun resumes where a stopped run ended
+    todo = [job for job in jobs if not (skip and job.target.exists())]
+    if args.engine == "ray":
+        from stylenet.ray_stylize import stylize_on_ray
+
+        failed = stylize_on_ray(todo, args)
+    else:
+        failed = stylize_here(todo, {s.name: s for s in stylizers}, args)
+    failures = refused + failed
     for line in failures:
         tqdm.write(f"failed: {line}", file=sys.stderr)
-    print(f"done: {written} written, {skipped} skipped (existing), {len(failures)} failed -> {out_dir}")
+    print(f"done: {len(todo) - len(failed)} written, {len(jobs) - len(todo)} skipped (existing), "
+          f"{len(failures)} failed -> {out_dir}")
     return 1 if failures else 0
 
 

@@ -1,0 +1,70 @@
+"""``stylenet stylize --engine ray`` on a local Ray: the same outputs, names and failure lines as the
+local engine, outputs that exist skipped on a rerun; inputs as glob patterns and file:// URIs."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import smooth_image
+
+pytest.importorskip("ray")
+
+
+def stylize(*args):
+    done = subprocess.run([sys.executable, "-m", "stylenet", "stylize", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done
+
+
+def outputs(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png"))
+
+
+def failures(done):
+    return sorted(line for line in done.stderr.splitlines() if line.startswith("failed:"))
+
+
+@pytest.fixture
+def photos(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    smooth_image(1).save(src / "a.jpg")
+    smooth_image(2).save(src / "sub" / "b.png")
+    (src / "broken.jpg").write_bytes(b"not a jpeg")
+    return src
+
+
+def test_ray_makes_what_the_local_engine_makes_and_a_rerun_resumes(tmp_path, photos, checkpoints):
+    models = ["--weights", checkpoints["batch"], "--weights", checkpoints["instance"], "--recursive"]
+    local = stylize(photos, *models, "--out", tmp_path / "local")
+    on_ray = stylize(photos, *models, "--out", tmp_path / "ray", "--engine", "ray", "--workers", "2")
+    assert local.returncode == on_ray.returncode == 1
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local") == sorted(
+        f"{name}_stripes_{norm}.png" for name in ("a", "sub/b") for norm in ("batch", "instance"))
+    assert failures(on_ray) == failures(local) and len(failures(on_ray)) == 2  # the broken file, once a model
+    assert "ray: 2 actor(s)" in on_ray.stdout and "done: 4 written, 0 skipped (existing), 2 failed" in on_ray.stdout
+    for name in outputs(tmp_path / "local"):
+        here = np.asarray(Image.open(tmp_path / "local" / name), dtype=float)
+        there = np.asarray(Image.open(tmp_path / "ray" / name), dtype=float)
+        assert np.abs(here - there).mean() < 1.0  # the same model: at most rounding apart
+
+    (tmp_path / "ray" / "a_stripes_batch.png").unlink()  # as if the run had stopped before this file
+    again = stylize(photos, *models, "--out", tmp_path / "ray", "--engine", "ray")
+    assert "done: 1 written, 3 skipped (existing), 2 failed" in again.stdout
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+
+
+def test_globs_and_file_uris_name_outputs_as_folders_do(tmp_path, photos, checkpoints):
+    model = ["--weights", checkpoints["instance"]]
+    by_glob = stylize(str(photos / "*.jpg"), *model, "--out", tmp_path / "glob")
+    assert by_glob.returncode == 1 and outputs(tmp_path / "glob") == ["a_stripes_instance.png"]
+    by_uri = stylize(f"file://{photos}", *model, "--recursive", "--out", tmp_path / "uri")
+    assert by_uri.returncode == 1 and outputs(tmp_path / "uri") == ["a_stripes_instance.png",
+                                                                    "sub/b_stripes_instance.png"]
+    assert failures(by_uri) == [f"failed: file://{photos}/broken.jpg: not an image in a supported format "
+                                "(JPEG, PNG, WEBP, GIF, BMP, TIFF)"]
+    missing = stylize("file:///no/such/folder", *model, "--out", tmp_path / "none")
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: file:///no/such/folder: no such file or folder"
