@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,8 @@ class StopCheck:
     two trial steps or one step of a big job can take minutes. So the worker also asks while they run
     (``interrupt``: at every scanned photo, and before every layer of every network through a torch
     forward hook) and raises ``Stopped``: at once before the first step, after ``STOP_GRACE_S`` during
-    one (a step that ends within it stops at its end, with a checkpoint of that step).
+    one (a step that ends within it stops at its end, with a checkpoint of that step). Before the first
+    step a ``watchdog`` thread also covers a single call too long for the hook to come round.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -57,8 +60,22 @@ class StopCheck:
         self.stepping = False  # a first step has ended: from then on a stop waits STOP_GRACE_S for its end
         self.asked: float | None = None  # when a stop was first seen during a step
         self.checked = 0.0
+        self.ending = threading.Lock()  # held by whichever of the main thread and the watchdog records the stop
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.on_signal)
+
+    def watchdog(self, stopped: Callable[[str], None]) -> None:
+        """Until the first step ends, a stop the trainer has not honoured within ``STOP_GRACE_S`` (the
+        main thread is in one long call: a kernel being compiled, VGG loading) is recorded by
+        ``stopped(reason)`` and ends the process. Safe then, and only then: nothing is being written."""
+        while not self.stepping:
+            reason = self.reason
+            if reason is not None:
+                self.asked = self.asked or time.monotonic()
+                if time.monotonic() - self.asked > STOP_GRACE_S and self.ending.acquire(blocking=False):
+                    stopped(reason)
+                    os._exit(0)
+            time.sleep(CHECK_EVERY_S)
 
     def interrupt(self, *_: Any) -> None:
         """Raise ``Stopped`` when a stop is due (see the class); cheap enough for every layer."""
@@ -102,12 +119,18 @@ def run_worker(folder: Path) -> int:
     job = Job.load(folder)
     store = JobStore(folder.parent, Path(job.photos))
     stop = StopCheck(folder)
+
+    def stopped(reason: str) -> None:
+        kept = checkpoint_step(job)
+        store.finish(job, reason, f"{reason} before step {kept + 1} ended; the checkpoint of step {kept} is kept, "
+                                  "resume continues from it" if kept else f"{reason} before its first step")
+
+    threading.Thread(target=stop.watchdog, args=(stopped,), daemon=True).start()
     try:
         last_step = train_job(job, stop)
     except Stopped as exc:
-        kept = checkpoint_step(job)
-        store.finish(job, str(exc), f"{exc} before step {kept + 1} ended; the checkpoint of step {kept} is kept, "
-                                    "resume continues from it" if kept else f"{exc} before its first step")
+        if stop.ending.acquire(blocking=False):  # else the watchdog is recording it and ends the process
+            stopped(str(exc))
         return 0
     except Exception as exc:  # noqa: BLE001 - any failure becomes one line for the user; the log keeps the rest
         traceback.print_exc()
