@@ -8,6 +8,7 @@ import gradio as gr
 
 from ..norms import norm_label
 from ..stylize import check_strength
+from .errors import user_error
 from .sessions import LOCAL, Sessions
 from .styles import Style, StyleRegistry, find_style, style_dropdown
 from .uploads import ResultFiles, example_photos, photo_input, read_upload
@@ -25,7 +26,7 @@ def side_limit(max_side: object) -> int:
     except (TypeError, ValueError):
         side = math.nan
     if not math.isfinite(side):
-        raise gr.Error(f"The maximum side must be a number of pixels ({MIN_SIDE} to {MAX_SIDE}).")
+        raise user_error(f"The maximum side must be a number of pixels ({MIN_SIDE} to {MAX_SIDE}).")
     return int(min(max(side, MIN_SIDE), MAX_SIDE))
 
 
@@ -48,7 +49,7 @@ def compare(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, 
     try:
         check_strength(float(strength))
     except (TypeError, ValueError):
-        raise gr.Error("The style strength must be a number from 0 to 1.") from None
+        raise user_error("The style strength must be a number from 0 to 1.") from None
     img = read_upload(photo, side_limit(max_side))
     results = {}
     for norm, stylizer in found.models.items():

@@ -24,6 +24,7 @@ from ..jobs import Job, JobStore, UserStyle
 from ..norms import NORM_KINDS
 from ..stylize import Stylizer
 from ..weights import in_weights, load_manifest
+from .errors import user_error
 from .sessions import Sessions
 
 S = TypeVar("S")
@@ -203,14 +204,14 @@ def find_style(styles: Mapping[str, Style], name: str) -> Style:
     try:
         return styles[name]
     except (KeyError, TypeError):
-        raise gr.Error(f"Unknown style {name!r}; choose one of: {', '.join(styles)}") from None
+        raise user_error(f"Unknown style {name!r}; choose one of: {', '.join(styles)}") from None
 
 
 def pair_of(styles: Mapping[str, Style], style: str) -> dict[str, Stylizer]:
     """The style's BN and IN stylizers; gr.Error (shown in the UI) when it lacks either."""
     found = find_style(styles, style)
     if not has_pair(found.models):
-        raise gr.Error(f"{style!r} needs both a BN and an IN model")
+        raise user_error(f"{style!r} needs both a BN and an IN model")
     return {norm: found.models[norm] for norm in PAIR}
 
 

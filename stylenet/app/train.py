@@ -25,6 +25,7 @@ from ..jobs.job import queue_positions, read_events
 from ..norms import NORM_KINDS, NORMS, norm_label
 from ..train import PRESETS
 from ..units import duration
+from .errors import user_error
 from .sessions import Sessions
 from .styles import StyleRegistry
 from .uploads import ResultFiles, photo_input
@@ -202,7 +203,7 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
                                {"steps": n_steps, "image_size": size, "width": net_width}, compare_path,
                                owner=sessions.owner(request), photos=list(photo_paths or []))
         except JobError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
         position = store.position(job)
         message = f"Queued **{job.name}**" + (f" (position {position})" if position else "")
         return job.id, message  # the next refresh lists it among the jobs
@@ -212,7 +213,7 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
             try:
                 job = action(selected or "", sessions.owner(request))
             except JobError as exc:
-                raise gr.Error(str(exc)) from None
+                raise user_error(str(exc)) from None
             registry.refresh()
             return f"{verb} **{job.name}**"
         return run
@@ -245,7 +246,7 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
         try:
             events = store.events(job, sessions.owner(request))
         except JobError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
         return [{**e, "message": hide_paths(e["message"])} if isinstance(e.get("message"), str) else e
                 for e in events]
 

@@ -29,6 +29,7 @@ from ..images import (
     open_image,
 )
 from ..jobs.job import folder_bytes
+from .errors import user_error
 
 PREFIX = "stylenet-results-"
 
@@ -36,11 +37,11 @@ PREFIX = "stylenet-results-"
 def read_upload(path: str | None, max_side: int) -> Image.Image:
     """The user's photo, safely opened, capped at ``max_side``; gr.Error (shown in the UI) otherwise."""
     if not path:
-        raise gr.Error("Upload a photo or pick an example first.")
+        raise user_error("Upload a photo or pick an example first.")
     try:
         img, _ = open_image(path, max_pixels=MAX_UPLOAD_PIXELS)
     except ImageError as exc:
-        raise gr.Error(str(exc).replace(str(path), Path(path).name)) from None
+        raise user_error(str(exc).replace(str(path), Path(path).name)) from None
     return limit_size(img, max_side)
 
 
@@ -61,11 +62,11 @@ def safe_preprocess(component: gr.Image) -> gr.Image:
             return str(payload.path) if payload.path else None
         name = getattr(payload, "orig_name", None) or "upload"
         if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 1024:
-            raise gr.Error(f"{name}: over the {MAX_UPLOAD_BYTES / 2**20:.0f} MB upload limit")
+            raise user_error(f"{name}: over the {MAX_UPLOAD_BYTES / 2**20:.0f} MB upload limit")
         try:
             data = base64.b64decode(url.partition(",")[2], validate=True)
         except ValueError:
-            raise gr.Error(f"{name}: not a readable image (bad data URL)") from None
+            raise user_error(f"{name}: not a readable image (bad data URL)") from None
         folder = Path(component.GRADIO_CACHE) / "inline"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{uuid.uuid4().hex}.img"

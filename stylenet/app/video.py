@@ -26,6 +26,7 @@ from ..norms import norm_label
 from ..stylize import Stylizer
 from ..temporal import STABILIZERS, stabilized
 from ..video import VideoError, VideoLimits, probe, stylize_video
+from .errors import user_error
 from .sessions import LOCAL, Sessions
 from .styles import PAIR, Style, StyleRegistry, pair_of, style_dropdown
 from .uploads import ResultFiles, read_upload, safe_preprocess
@@ -68,7 +69,7 @@ def frame_side(side: Any) -> int:
     try:
         value = float(side)
     except (TypeError, ValueError):
-        raise gr.Error(f"Frame size must be a number of pixels between {low} and {high}") from None
+        raise user_error(f"Frame size must be a number of pixels between {low} and {high}") from None
     return default if math.isnan(value) else int(min(max(value, low), high))
 
 
@@ -78,12 +79,12 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
     """The clip through the style's BN and IN models: two MP4 paths in ``owner``'s area and a one-line
     summary. ``gone`` is asked after every batch of frames: True stops the work (``ClientGone``)."""
     if not clip:
-        raise gr.Error("Upload a clip first.")
+        raise user_error("Upload a clip first.")
     models = pair_of(styles, style)
     try:
         info = probe(clip, VIDEO_LIMITS)
     except VideoError as exc:
-        raise gr.Error(str(exc)) from None
+        raise user_error(str(exc)) from None
     side = frame_side(side)
     folder = files.folder(owner)
     expected = min(info.estimated_frames, int(info.seconds * MAX_FPS) + 1) or info.estimated_frames
@@ -105,7 +106,7 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
             frames = stylize_video(clip, out, stylizer, max_size=side, info=info, limits=VIDEO_LIMITS,
                                    on_frames=tick)
         except VideoError as exc:
-            raise gr.Error(str(exc)) from None
+            raise user_error(str(exc)) from None
         outputs.append(str(out))
         seconds.append(time.perf_counter() - start)
     fps = float(min(info.fps, MAX_FPS))
