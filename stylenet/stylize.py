@@ -43,6 +43,15 @@ def keep_colors(photo: Image.Image, styled: Image.Image) -> Image.Image:
     return Image.merge("YCbCr", (styled.convert("YCbCr").getchannel("Y"), cb, cr)).convert("RGB")
 
 
+def restyle(photo: Image.Image, styled: Image.Image, strength: float = 1.0, preserve_color: bool = False) -> Image.Image:
+    """A full-strength result made into what ``Stylizer(photo, strength, preserve_color)`` returns (up to
+    rounding) without running the network again: the app's strength and colour controls reuse the
+    outputs they already have."""
+    check_strength(strength)
+    out = Image.blend(photo, styled, strength)
+    return keep_colors(photo, out) if preserve_color else out
+
+
 def check_strength(strength: float) -> None:
     """Refuse a style strength outside [0, 1] (0 = the photo, 1 = full style) before any work."""
     if not 0.0 <= strength <= 1.0:

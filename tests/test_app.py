@@ -99,13 +99,39 @@ def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
     demo = build(registry)
     assert {"compare", "why_in", "why_in_flicker", "video"} <= {f.api_name for f in demo.fns.values()}
     styles = registry.view(None)
-    pair, gallery, note = compare(styles, ResultFiles(), str(photo), "starry_night")
+    pair, gallery, note, _ = compare(styles, ResultFiles(), str(photo), "starry_night")
     assert [Image.open(p).size for p in pair] == [(120, 90)] * 2
-    assert [caption.split(" ")[0] for _, caption in gallery] == ["BN", "IN", "LN"] and note == "120x90 px, 3 models"
+    assert [caption.split(" ")[0] for _, caption in gallery] == ["BN", "IN", "LN"]
+    assert note.startswith("120x90 px, 3 models · starry_night · shown at its own size") and "never enlarged" in note
+    assert [Path(p).name for p, _ in gallery] == [f"photo_starry_night_{n}.png" for n in ("batch", "instance", "layer")]
     for bad in ({"max_side": float("nan")}, {"max_side": "big"}, {"strength": float("nan")}, {"strength": 2}):
         with pytest.raises(gr.Error):
             compare(styles, ResultFiles(), str(photo), "starry_night", **bad)
     assert [side_limit(v) for v in (10, 800.7, 5000)] == [64, 800, 1024]
+
+
+def test_strength_and_colour_remix_the_kept_results_without_running_a_model(tmp_path, photo, monkeypatch):
+    """Compare keeps its full-strength outputs: another strength or colour setting is the photo and those
+    outputs mixed again (what the stylizer would give, up to rounding), with no model run."""
+    from stylenet.app.compare import compare, finish
+    from stylenet.app.styles import StyleRegistry, load_styles, user_style
+    from stylenet.app.uploads import ResultFiles
+    from stylenet.stylize import Stylizer
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    make_tiny_weights(weights)
+    styles, files = StyleRegistry(load_styles(weights), user_style).view(None), ResultFiles()
+    *_, kept = compare(styles, files, str(photo), "starry_night")
+    monkeypatch.setattr(Stylizer, "forward", lambda *a: pytest.fail("a model ran for a strength change"))
+    pair, gallery, _ = finish(files, kept, 0.4, True)
+    monkeypatch.undo()
+    expected = styles["starry_night"].models["instance"](Image.open(photo).convert("RGB"), 0.4, preserve_color=True)
+    shown = Image.open(pair[1]).convert("RGB")
+    assert max(hi for _, hi in ImageChops.difference(shown, expected).getextrema()) <= 3
+    assert Path(gallery[1][0]).name == "photo_starry_night_instance_strength40_photo_colours.png"
+    assert ImageChops.difference(Image.open(finish(files, kept, 0.0)[0][0]).convert("RGB"),
+                                 Image.open(photo).convert("RGB")).getbbox() is None  # strength 0: the photo
 
 
 def test_compare_returns_bn_and_in(app_url, photo):

@@ -1,25 +1,41 @@
-"""The "Compare" tab: every norm's model for one style on the user's photo, BN | IN in a slider."""
+"""The "Compare" tab: every norm's model for one style on the user's photo, BN | IN in a slider.
+
+A first visit already shows a result: the flagship style on an example photo, rendered once when
+the app starts. Every result is kept at full strength (a per-page ``gr.State`` names the files), so
+the strength and colour controls remix those outputs in milliseconds instead of running the models again.
+"""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
+from PIL import Image
 
+from .. import paths
 from ..norms import norm_label
-from ..stylize import check_strength
+from ..stylize import check_strength, restyle
 from .errors import user_error
 from .sessions import LOCAL, Sessions
-from .styles import Style, StyleRegistry, find_style, style_dropdown
+from .styles import Style, StyleRegistry, find_style, style_dropdown, title_of
 from .uploads import ResultFiles, example_photos, photo_input, read_upload
 
 MAX_SIDE = 1024  # resolution cap for the UI: bounds memory and latency per request
 MIN_SIDE = 64
 DEFAULT_SIDE = 768
+EXAMPLE = "skimage_chelsea.jpg"  # the first-load example: a familiar photo, small enough to render at start
+LOOK_FOR = (
+    "**What to look for:** drag the handle across the picture — left of it is **Batch Norm**, right of it "
+    "**Instance Norm**, the same network trained the same way; only the normalization layer differs. "
+    "Instance Norm takes on the painting's colours and brush texture more strongly and evenly, while Batch Norm "
+    "stays closer to the photo's own colours and contrast.")
 
 
 def side_limit(max_side: object) -> int:
-    """The requested longest side, clamped to MIN_SIDE..MAX_SIDE; gr.Error for anything that is not a
+    """The requested longest side, clamped to MIN_SIDE..MAX_SIDE; a user error for anything that is not a
     finite number (a raw API call can send NaN or text where the slider sends numbers)."""
     try:
         side = float(max_side)  # type: ignore[arg-type]
@@ -28,6 +44,16 @@ def side_limit(max_side: object) -> int:
     if not math.isfinite(side):
         raise user_error(f"The maximum side must be a number of pixels ({MIN_SIDE} to {MAX_SIDE}).")
     return int(min(max(side, MIN_SIDE), MAX_SIDE))
+
+
+def strength_value(strength: object) -> float:
+    """The style strength as a float in [0, 1]; a user error otherwise."""
+    try:
+        value = float(strength)  # type: ignore[arg-type]
+        check_strength(value)
+    except (TypeError, ValueError):
+        raise user_error("The style strength must be a number from 0 to 1.") from None
+    return value
 
 
 def painting(styles: Mapping[str, Style], files: ResultFiles, name: str, owner: str) -> str | None:
@@ -41,52 +67,96 @@ def painting(styles: Mapping[str, Style], files: ResultFiles, name: str, owner: 
     return copied[0][0] if copied else None
 
 
-def compare(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str, strength: float = 1.0,
-            preserve_color: bool = False, max_side: int = DEFAULT_SIDE, owner: str = LOCAL) -> tuple[tuple, list, str]:
-    """Run every norm's model for ``style`` on the photo: (BN, IN) for the slider, all for the row, a note;
-    the results are files in ``owner``'s area."""
+def stylize_all(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str,
+                max_side: Any = DEFAULT_SIDE, owner: str | Path = LOCAL) -> dict[str, Any]:
+    """Every norm's model for ``style`` on the photo at full strength: the photo as used and each result
+    saved in ``owner``'s area (or a kept folder), named in a dict ``finish`` remixes."""
     found = find_style(styles, style)
-    try:
-        check_strength(float(strength))
-    except (TypeError, ValueError):
-        raise user_error("The style strength must be a number from 0 to 1.") from None
     img = read_upload(photo, side_limit(max_side))
-    results = {}
-    for norm, stylizer in found.models.items():
-        out, seconds = stylizer.timed(img, strength=float(strength), preserve_color=bool(preserve_color))
-        results[norm] = (out, f"{norm_label(norm)} — {seconds:.2f} s")
-    gallery = files.gallery(list(results.values()), owner)
-    paths = {norm: path for norm, (path, _) in zip(results, gallery)}
-    pair = (paths.get("batch", img), paths.get("instance", img))
-    note = f"{img.width}x{img.height} px, {len(results)} models"
+    results = {norm: stylizer.timed(img) for norm, stylizer in found.models.items()}
+    saved = files.gallery([(img, "photo"), *((out, norm) for norm, (out, _) in results.items())], owner,
+                          ["photo", *results])
+    return {"photo": saved[0][0], "name": photo_name(photo), "style": style, "title": title_of(found, style),
+            "results": [(norm, path, seconds) for (norm, (_, seconds)), (path, _) in zip(results.items(), saved[1:])]}
+
+
+def photo_name(photo: str | None) -> str:
+    """A short, safe name for downloads from an uploaded file's name (``photo`` for a paste)."""
+    stem = re.sub(r"[^\w-]+", "_", Path(photo or "").stem.removeprefix("skimage_")).strip("_")[:40]
+    return stem if stem and stem != "upload" else "photo"
+
+
+def finish(files: ResultFiles, kept: dict[str, Any], strength: Any = 1.0, preserve_color: bool = False,
+           owner: str = LOCAL) -> tuple[tuple, list, str]:
+    """The full-strength results of ``stylize_all`` at ``strength`` and with the photo's colours when
+    ``preserve_color``, without running a model: (BN, IN) for the slider, all for the row, a note. Each
+    file is named for a download (photo, style, norm, settings)."""
+    strength = strength_value(strength)
+    try:
+        photo = Image.open(kept["photo"]).convert("RGB")
+        styled = [(norm, Image.open(path).convert("RGB"), seconds) for norm, path, seconds in kept["results"]]
+    except (OSError, KeyError, TypeError, ValueError):
+        raise user_error("These results are no longer kept: press the Stylize button again.") from None
+    settings = ("" if strength == 1 else f"_strength{round(strength * 100)}") + ("_photo_colours" if preserve_color else "")
+    gallery = files.gallery([(restyle(photo, out, strength, bool(preserve_color)), f"{norm_label(norm)} — {seconds:.2f} s")
+                             for norm, out, seconds in styled], owner,
+                            [f"{kept['name']}_{kept['style']}_{norm}{settings}" for norm, _, _ in styled])
+    by_norm = {norm: path for (norm, _, _), (path, _) in zip(styled, gallery)}
+    pair = (by_norm.get("batch", kept["photo"]), by_norm.get("instance", kept["photo"]))
+    note = (f"{photo.width}x{photo.height} px, {len(styled)} models · {kept['title']} · shown at its own size, "
+            "scaled down only where the box is smaller, never enlarged")
     return pair, gallery, note
 
 
-def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
-                heavy: dict) -> tuple[gr.Image, gr.Dropdown]:
+def compare(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str, strength: Any = 1.0,
+            preserve_color: bool = False, max_side: Any = DEFAULT_SIDE,
+            owner: str = LOCAL) -> tuple[tuple, list, str, dict[str, Any]]:
+    """Run every norm's model for ``style`` on the photo: (BN, IN) for the slider, all for the row, a note,
+    and the full-strength results that later strength and colour changes remix."""
+    strength_value(strength)  # refused before any work
+    kept = stylize_all(styles, files, photo, style, max_side, owner)
+    return (*finish(files, kept, strength, preserve_color, owner), kept)
+
+
+def example(styles: Mapping[str, Style], files: ResultFiles, style: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The first-load example: the example photo's path and ``style``'s results on it, rendered once
+    into a folder retention keeps; (None, None) where the example photo is missing (an odd install)."""
+    photo = paths.examples_dir() / EXAMPLE
+    if not photo.is_file():
+        return None, None
+    return str(photo), stylize_all(styles, files, str(photo), style, DEFAULT_SIDE, files.kept("example"))
+
+
+def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,
+                demo: gr.Blocks) -> tuple[gr.Image, gr.Dropdown]:
     """Build the tab inside the caller's ``gr.Tab``; returns the photo input and the style list.
-    ``heavy``: the app-wide concurrency group the stylizing runs in."""
+    ``heavy``: the app-wide concurrency group the stylizing runs in; ``demo``: the app, whose page load
+    shows the example."""
     styles, names = registry.view(None), registry.names()
-    with gr.Row():
-        with gr.Column(scale=1):
-            photo = photo_input("Your photo", 300)
+    example_photo, example_kept = example(styles, files, names[0])
+    with gr.Row(elem_id="compare-row"):
+        with gr.Column(scale=1, min_width=300):
+            photo = photo_input("Your photo", 300, value=example_photo)
+            gr.Examples([[str(p)] for p in example_photos(4)], inputs=[photo], label="Or try an example photo")
             style = style_dropdown(styles, names, pairs_only=False)
             first = styles[names[0]].painting
             thumb = gr.Image(value=str(first) if first and first.is_file() else None, label="Painting",
-                             interactive=False, height=160)
+                             interactive=False, height=160, buttons=[])
             strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (0 = photo, 1 = full style)")
             keep = gr.Checkbox(label="Preserve the photo's colours")
             side = gr.Slider(128, MAX_SIDE, value=DEFAULT_SIDE, step=32, label="Resolution cap (longest side, px)")
             run = gr.Button("Stylize with BN and IN", variant="primary", elem_id="compare-btn")
-        with gr.Column(scale=2):
-            slider = gr.ImageSlider(label="BN  |  IN  (drag to compare)", type="pil", elem_id="bn-in-slider",
-                                    max_height=520)
-            row = gr.Gallery(label="All norms (click to enlarge, download from the viewer)", columns=5,
-                             height=240, elem_id="all-results", format="png")
-            note = gr.Markdown()
-    gr.Examples([[str(p)] for p in example_photos(4)], inputs=[photo], label="Example photos")
+        with gr.Column(scale=2, min_width=300, elem_id="compare-results"):
+            gr.Markdown(LOOK_FOR, elem_id="look-for")
+            slider = gr.ImageSlider(label="Batch Norm (left) | Instance Norm (right): drag to compare", type="filepath",
+                                    elem_id="bn-in-slider", max_height=520, buttons=["fullscreen"])
+            note = gr.Markdown(elem_id="compare-note")
+            row = gr.Gallery(label="All norms: click one to enlarge and download it", columns=4, height="auto",
+                             elem_id="all-results", format="png", object_fit="contain",
+                             buttons=["download", "download_all", "fullscreen"])
+    kept = gr.State(example_kept)
 
-    def show_painting(name: str, request: gr.Request) -> str | None:
+    def show_painting(name: str, request: gr.Request):
         owner = sessions.owner(request)
         return painting(registry.view(owner), files, name, owner)
 
@@ -96,6 +166,14 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
         owner = sessions.owner(request)
         return compare(registry.view(owner), files, photo, style, strength, preserve_color, max_side, owner)
 
+    def remix(kept: dict[str, Any] | None, strength: float, preserve_color: bool, request: gr.Request = None):
+        """The shown results at another strength or colour setting, without running a model."""
+        if kept is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return finish(files, kept, strength, preserve_color, sessions.owner(request))
+
     style.change(show_painting, style, thumb, api_name=False)
-    run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note], api_name="compare", **heavy)
+    run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note, kept], api_name="compare", **heavy)
+    gr.on([demo.load, strength.release, keep.input], remix, [kept, strength, keep], [slider, row, note],
+          api_name=False, show_progress="hidden")
     return photo, style

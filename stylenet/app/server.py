@@ -25,6 +25,27 @@ from .uploads import ResultFiles
 from .video import video_tab, webcam_tab
 from .why_in import why_in_tab
 
+# What the components alone do not do: BN and IN named on the slider's halves, pictures never enlarged
+# past their own size, gallery captions that leave the picture visible, and on a phone the result first, the
+# all-norms row in two columns and every tab on the bar (Gradio hides those that do not fit behind "…").
+CSS = """
+#bn-in-slider .slider-wrap > .wrap { position: relative; width: fit-content; max-width: 100%; margin: 0 auto; }
+#bn-in-slider img { width: auto !important; max-width: 100%; }
+#bn-in-slider .slider-wrap > .wrap::before, #bn-in-slider .slider-wrap > .wrap::after { position: absolute; top: 6px;
+  z-index: 10; padding: 1px 6px; border-radius: 4px; background: rgba(0, 0, 0, 0.7); color: #fff; font-size: 0.85em;
+  font-weight: 600; pointer-events: none; }
+#bn-in-slider .slider-wrap > .wrap::before { content: "Batch Norm"; left: 6px; }
+#bn-in-slider .slider-wrap > .wrap::after { content: "Instance Norm"; right: 6px; }
+#all-results .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
+.caption-label { font-size: 0.75em !important; padding: 1px 4px !important; }
+@media (max-width: 640px) {
+  #compare-results { order: -1; }
+  #all-results .grid-container { --grid-cols: 2 !important; }
+  .tab-wrapper .tab-container > button { font-size: 13px !important; padding: 4px 5px !important; min-width: 0 !important; }
+  .tab-wrapper .tab-container { gap: 0 !important; flex-wrap: wrap !important; height: auto !important; }
+  .tab-wrapper { height: auto !important; }
+}
+"""
 HEAVY = "heavy"  # the concurrency group of every handler that stylizes, trains or decodes much
 GRADIO_CACHE_RETENTION = (600, 3600)  # every 10 minutes, Gradio's cache (uploads, results) loses files over an hour old
 
@@ -49,7 +70,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int 
         demo.load(sessions.start, token, token, api_name=False, show_progress="hidden")
         demo.unload(sessions.forget)
         with gr.Tab("Compare"):
-            photo, style = compare_tab(styles, sessions, files, heavy)
+            photo, style = compare_tab(styles, sessions, files, heavy, demo)
         with gr.Tab("Why IN?"):
             xstyle = why_in_tab(styles, sessions, files, heavy)
         with gr.Tab("Video"):
@@ -110,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM ends the process through SystemExit, so the atexit cleanups (results areas) run.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
-                show_error=True,
+                show_error=True, css=CSS,
                 # Gradio serves its own cache and these only: the shipped paintings and the example photos
                 # (wherever the app starts). Never the models folder: a user's results, previews and
                 # paintings are copied into that user's results area (uploads.ResultFiles) and served from

@@ -164,12 +164,18 @@ class StyleRegistry(Generic[S]):
     def choices(self, owner: str | None, keep: Callable[[Iterable[str]], bool] = lambda norms: True) -> list[tuple[str, str]]:
         """(label, name) pairs for a dropdown: shipped styles first, then the owner's, marked as such.
         ``keep`` filters by the style's norms."""
-        shipped = [(name, name) for name, style in self.shipped.items() if keep(norms_of(style))]
+        shipped = [(title_of(style, name), name) for name, style in self.shipped.items() if keep(norms_of(style))]
         return shipped + [(name + USER_SUFFIX, name) for name, s in self.visible(owner).items() if keep(s.files)]
 
     def names(self) -> list[str]:
         """Every shipped style's name, the flagship first."""
         return sorted(self.shipped, key=lambda n: n != "starry_night")
+
+
+def title_of(style: object, name: str) -> str:
+    """What a newcomer reads in a style list: the painting's title from the manifest (an app ``Style``'s),
+    else the style's name."""
+    return getattr(style, "title", None) or name
 
 
 def norms_of(style: object) -> Iterable[str]:
@@ -219,7 +225,8 @@ def style_dropdown(styles: Mapping[str, Style], names: list[str], pairs_only: bo
     """A style list; custom values let styles trained while the app runs through (in every session
     and the API). ``pairs_only``: the styles with a BN and an IN model."""
     shown = [n for n in names if has_pair(styles[n].models) or not pairs_only]
-    return gr.Dropdown(shown, value=shown[0] if shown else None, label="Style", allow_custom_value=True)
+    return gr.Dropdown([(title_of(styles[n], n), n) for n in shown], value=shown[0] if shown else None,
+                       label="Style", allow_custom_value=True)
 
 
 def style_lists(registry: StyleRegistry, sessions: Sessions, dropdowns: list[tuple[gr.Dropdown, Callable]]) -> None:

@@ -37,7 +37,7 @@ PREFIX = "stylenet-results-"
 def read_upload(path: str | None, max_side: int) -> Image.Image:
     """The user's photo, safely opened, capped at ``max_side``; gr.Error (shown in the UI) otherwise."""
     if not path:
-        raise user_error("Upload a photo or pick an example first.")
+        raise user_error("No photo: upload one first.")
     try:
         img, _ = open_image(path, max_pixels=MAX_UPLOAD_PIXELS)
     except ImageError as exc:
@@ -77,10 +77,11 @@ def safe_preprocess(component: gr.Image) -> gr.Image:
     return component
 
 
-def photo_input(label: str, height: int, elem_id: str | None = None) -> gr.Image:
-    """An image upload (or paste) whose file reaches ``read_upload`` undecoded (see ``safe_preprocess``)."""
-    return safe_preprocess(gr.Image(type="filepath", image_mode=None, label=label, sources=["upload", "clipboard"],
-                                    height=height, elem_id=elem_id))
+def photo_input(label: str, height: int, elem_id: str | None = None, value: str | None = None) -> gr.Image:
+    """An image upload (or paste) whose file reaches ``read_upload`` undecoded (see ``safe_preprocess``);
+    ``value``: a photo already in place (an example), so the tab works before anything is uploaded."""
+    return safe_preprocess(gr.Image(value=value, type="filepath", image_mode=None, label=label,
+                                    sources=["upload", "clipboard"], height=height, elem_id=elem_id))
 
 
 class ResultFiles:
@@ -129,14 +130,25 @@ class ResultFiles:
                 total -= sizes.pop(0)
                 shutil.rmtree(old, ignore_errors=True)
 
-    def gallery(self, items: list[tuple[Image.Image, str]], owner: str) -> list[tuple[str, str]]:
-        """(image, caption) pairs as (PNG path, caption) pairs, in a new folder of the owner's."""
-        folder = self.folder(owner)
+    def gallery(self, items: list[tuple[Image.Image, str]], owner: str | Path,
+                names: list[str] | None = None) -> list[tuple[str, str]]:
+        """(image, caption) pairs as (PNG path, caption) pairs, in a new folder of the owner's (or in
+        ``owner`` when it is a folder, see ``kept``). ``names``: the files' names without ``.png``,
+        what a download is called (default 0, 1, ...)."""
+        folder = owner if isinstance(owner, Path) else self.folder(owner)
         saved = []
         for i, (img, caption) in enumerate(items):
-            img.save(folder / f"{i}.png")
-            saved.append((str(folder / f"{i}.png"), caption))
+            path = folder / f"{names[i] if names else i}.png"
+            img.save(path)
+            saved.append((str(path), caption))
         return saved
+
+    def kept(self, name: str) -> Path:
+        """A folder that retention never removes (it goes with the app): what every page starts from,
+        such as the first-load example's renders."""
+        folder = self.root / "kept" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def copies(self, items: list[tuple[Path, str]], owner: str) -> list[tuple[str, str]]:
         """(file, caption) pairs copied into a new folder of the owner's (a job's previews, a painting)."""
