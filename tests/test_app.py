@@ -212,14 +212,20 @@ def test_why_in_experiments(app_url, photo):
     client = Client(app_url, verbose=False)
     result = client.predict(handle_file(str(photo)), "starry_night", api_name="/why_in")
     assert len(result[0]) == 2 and len(result[2]) == 2 and len(result[4]) == 6
-    assert "IN by 0.0000" in result[3]  # IN never depends on the batch
+    assert result[1].startswith("**Verdict (a):** Batch Norm gives a different picture while training and in use")
+    assert result[3].startswith("**Verdict (b):** Batch Norm's picture of your photo changes")
+    assert result[3].endswith("Instance Norm 0.000).")  # IN never depends on the batch
+    assert result[5].startswith("**Verdict (c):**")
 
 
 def test_why_in_flicker_experiment(app_url, photo):
     client = Client(app_url, verbose=False)
     gallery, text = client.predict(handle_file(str(photo)), "starry_night", api_name="/why_in_flicker")
     assert [item["caption"].split(":")[0] for item in gallery] == ["BN", "IN", "IN + EMA"]
-    assert text.startswith("**Pan over your photo, 8 frames at 160x120 — flicker: BN 0.")
+    assert text.startswith("**Verdict (e):** ") and "\n\nPan over your photo, 8 frames at 160x120: BN 0." in text
+    measured = dict(re.findall(r"(BN|IN) (0\.\d+) \(tone", text))
+    agrees = float(measured["IN"]) > float(measured["BN"])  # the verdict follows the numbers, whichever way
+    assert ("Instance Norm flickers more than Batch Norm" in text) == agrees
 
 
 def test_video_tab_returns_bn_and_in_clips_with_their_sound(app_url, tmp_path):

@@ -15,18 +15,22 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from .. import paths
 from ..norms import norm_label
 from ..stylize import check_strength, restyle
 from .errors import user_error
 from .sessions import LOCAL, Sessions
 from .styles import Style, StyleRegistry, find_style, style_dropdown, title_of
-from .uploads import ResultFiles, example_photos, photo_input, read_upload
+from .uploads import (
+    ResultFiles,
+    example_photo,
+    example_photos,
+    photo_input,
+    read_upload,
+)
 
 MAX_SIDE = 1024  # resolution cap for the UI: bounds memory and latency per request
 MIN_SIDE = 64
 DEFAULT_SIDE = 768
-EXAMPLE = "skimage_chelsea.jpg"  # the first-load example: a familiar photo, small enough to render at start
 LOOK_FOR = (
     "**What to look for:** drag the handle across the picture — left of it is **Batch Norm**, right of it "
     "**Instance Norm**, the same network trained the same way; only the normalization layer differs. "
@@ -121,10 +125,8 @@ def compare(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, 
 def example(styles: Mapping[str, Style], files: ResultFiles, style: str) -> tuple[str | None, dict[str, Any] | None]:
     """The first-load example: the example photo's path and ``style``'s results on it, rendered once
     into a folder retention keeps; (None, None) where the example photo is missing (an odd install)."""
-    photo = paths.examples_dir() / EXAMPLE
-    if not photo.is_file():
-        return None, None
-    return str(photo), stylize_all(styles, files, str(photo), style, DEFAULT_SIDE, files.kept("example"))
+    photo = example_photo()
+    return (photo, stylize_all(styles, files, photo, style, DEFAULT_SIDE, files.kept("example"))) if photo else (None, None)
 
 
 def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,

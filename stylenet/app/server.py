@@ -36,11 +36,11 @@ CSS = """
   font-weight: 600; pointer-events: none; }
 #bn-in-slider .slider-wrap > .wrap::before { content: "Batch Norm"; left: 6px; }
 #bn-in-slider .slider-wrap > .wrap::after { content: "Instance Norm"; right: 6px; }
-#all-results .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
+#all-results .grid-wrap, .whole-gallery .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
 .caption-label { font-size: 0.75em !important; padding: 1px 4px !important; }
 @media (max-width: 640px) {
   #compare-results { order: -1; }
-  #all-results .grid-container { --grid-cols: 2 !important; }
+  #all-results .grid-container, .whole-gallery .grid-container { --grid-cols: 2 !important; }
   .tab-wrapper .tab-container > button { font-size: 13px !important; padding: 4px 5px !important; min-width: 0 !important; }
   .tab-wrapper .tab-container { gap: 0 !important; flex-wrap: wrap !important; height: auto !important; }
   .tab-wrapper { height: auto !important; }
@@ -76,7 +76,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int 
         with gr.Tab("Video"):
             vstyle = video_tab(styles, sessions, files, heavy, demo)
         with gr.Tab("Webcam"):
-            wstyle = webcam_tab(styles, sessions, heavy)
+            wstyle = webcam_tab(styles, sessions, heavy, demo)
         if jobs is not None:
             with gr.Tab("Train a style"):
                 train_tab(jobs, styles, sessions, files, heavy, photo)

@@ -32,6 +32,7 @@ from ..jobs.job import folder_bytes
 from .errors import user_error
 
 PREFIX = "stylenet-results-"
+EXAMPLE = "skimage_chelsea.jpg"  # the first-load example: a familiar photo, small enough to render at start
 
 
 def read_upload(path: str | None, max_side: int) -> Image.Image:
@@ -181,6 +182,13 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive, and not ours to clean up after
         return True
     return True
+
+
+def example_photo() -> str | None:
+    """The photo a first visit finds in place (``EXAMPLE``), so a tab works before any upload; None
+    where the examples are missing."""
+    photo = paths.examples_dir() / EXAMPLE
+    return str(photo) if photo.is_file() else None
 
 
 def example_photos(count: int) -> list[Path]:

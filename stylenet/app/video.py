@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from ..images import MAX_UPLOAD_BYTES
 from ..norms import norm_label
@@ -28,7 +29,7 @@ from ..temporal import STABILIZERS, stabilized
 from ..video import VideoError, VideoLimits, probe, stylize_video
 from .errors import user_error
 from .sessions import LOCAL, Sessions
-from .styles import PAIR, Style, StyleRegistry, pair_of, style_dropdown
+from .styles import PAIR, Style, StyleRegistry, has_pair, pair_of, style_dropdown
 from .uploads import ResultFiles, read_upload, safe_preprocess
 
 VIDEO_SIDE = (128, 480, 256)  # frame size slider: min, max, default (longest side, px)
@@ -176,12 +177,50 @@ def webcam_frame(models: dict[str, Stylizer], frame: str | None,
     return outs[0], outs[1], text, (now, achieved or 0.0)
 
 
-def webcam_tab(registry: StyleRegistry, sessions: Sessions, heavy: dict) -> gr.Dropdown:
+# Run in the browser when the page loads: why the camera cannot start, in words (Gradio's webcam shows
+# nothing when it fails, only a console error).
+CAMERA_CHECK = """async () => {
+  if (!window.isSecureContext) return "**The camera cannot start here:** browsers allow it only on a secure "
+    + "page. Open the app over https or at http://localhost (this page is " + location.origin + ").";
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices)
+    return "**The camera cannot start here:** this browser offers no camera access.";
+  try {
+    const permission = await navigator.permissions.query({name: "camera"});
+    if (permission.state === "denied") return "**Camera access is blocked for this page:** allow it in the "
+      + "browser's site settings (the icon left of the address), then reload.";
+  } catch (e) {}
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  if (!devices.some(d => d.kind === "videoinput")) return "**No camera found on this device.** Connect one and "
+    + "reload, or use the Video tab with a recorded clip.";
+  return "Camera found: click the camera box, allow access when the browser asks, then press Record.";
+}"""
+
+
+def expected_fps(models: dict[str, Stylizer]) -> float:
+    """Frames a second this server manages for one BN + IN frame at ``WEBCAM_SIDE`` px, measured once at
+    start (the second of two runs), before any browser round trip or other users' work."""
+    frame = Image.new("RGB", (WEBCAM_SIDE, WEBCAM_SIDE * 3 // 4), (128, 96, 64))
+    for _ in range(2):
+        start = time.perf_counter()
+        for norm in PAIR:
+            models[norm](frame)
+        busy = time.perf_counter() - start
+    return 1 / busy
+
+
+def webcam_tab(registry: StyleRegistry, sessions: Sessions, heavy: dict, demo: gr.Blocks) -> gr.Dropdown:
     """Live BN | IN of the camera stream at reduced size, with the frame rate; returns the dropdown.
-    Frames come as files and are decoded like uploads (``safe_preprocess``); each one is heavy work."""
+    Frames come as files and are decoded like uploads (``safe_preprocess``); each one is heavy work.
+    ``demo``: the app, whose page load checks in the browser whether a camera can start."""
+    styles = registry.view(None)
+    first = next((name for name in registry.names() if has_pair(styles[name].models)), None)
+    rate = f"expect about **{expected_fps(pair_of(styles, first)):.1f} frames a second**" if first else "see"
     gr.Markdown(f"Live stylization of your camera at {WEBCAM_SIDE} px, BN and IN side by side. The browser sends a "
-                "frame, waits for the result, then sends the next (Gradio's streaming image input), so the frame "
-                "rate below is what this server achieves; each session streams for at most 2 minutes.")
+                "frame, waits for the result, then sends the next, so the rate shown below the pictures is what "
+                f"this server achieves: {rate} (fewer while others use the app). Each session streams for at most "
+                "2 minutes.")
+    camera_help = gr.Markdown("Checking for a camera…", elem_id="webcam-help")
+    demo.load(None, None, camera_help, js=CAMERA_CHECK)
     with gr.Row():
         cam = safe_preprocess(gr.Image(sources=["webcam"], streaming=True, type="filepath", label="Camera",
                                        height=260))

@@ -17,11 +17,21 @@ from ..runtime import to_pil, to_tensor
 from ..temporal import STABILIZERS, stabilized
 from .sessions import LOCAL, Sessions
 from .styles import Style, StyleRegistry, pair_of, style_dropdown
-from .uploads import ResultFiles, example_photos, photo_input, read_upload
+from .uploads import (
+    ResultFiles,
+    example_photo,
+    example_photos,
+    photo_input,
+    read_upload,
+)
 
 EXPLAIN_SIDE = 256  # the experiments run several forwards: keep them small and snappy
 FLICKER_SIDE = 512  # the photo the flicker pan is cut from
 EXPERIMENT_FRAMES, EXPERIMENT_SIZE = 8, (160, 120)
+
+INTRO = (
+    "Four experiments on your photo (an example photo is already in place) show what the normalization layer "
+    "does. Each one ends in a one-line verdict; the numbers are mean pixel differences on a 0–1 scale.")
 
 EXPLAIN_TEXT = (
     "All four layers compute *(x − mean) / std* and then a learned per-channel scale and shift; they differ "
@@ -34,12 +44,23 @@ EXPLAIN_TEXT = (
     "**GN** — per image over groups of channels: G = 1 is LN, G = C is IN.")
 
 FLICKER_TEXT = (
-    "### (e) Where IN costs you: flicker on video\n"
-    "IN recomputes its statistics on every frame, so when the picture changes — a pan brings new "
-    "content in — the normalization of *every* pixel changes with it and the colours shift from frame "
-    "to frame. BN's statistics are constants. Each stylized frame is warped onto the next with the "
-    "camera's exact motion; what remains is flicker (lower is steadier). *Tone* flicker is the shift of "
-    "the mean colour. The stability option smooths IN's statistics over time (EMA) without retraining.")
+    "### (e) Where Instance Norm costs you: flicker on video\n"
+    "Instance Norm re-measures every frame, so when new content comes into view the colours of the whole "
+    "picture can shift from one frame to the next; Batch Norm's stored averages never change. Below, your photo "
+    "is panned like a camera, and the difference between each stylized frame and the next (with the motion taken "
+    "out) is shown: darker is steadier.")
+
+FLICKER_DETAIL = (
+    "Flicker is the mean |difference| between a stylized frame, warped onto the next with the camera's exact "
+    "motion, and that next frame; *tone* flicker is the shift of the mean colour (×1000). The stability "
+    "option (IN + EMA) smooths IN's statistics over time without retraining (see docs/video.md).")
+
+
+def verdict(name: str, expected: str, otherwise: str, more: tuple[str, float], less: tuple[str, float]) -> str:
+    """One plain line on how the experiment came out on this photo: ``expected`` when ``more`` (a label
+    and its number) is the larger, as the norms predict, ``otherwise`` when this photo says else."""
+    (a, x), (b, y) = more, less
+    return f"**Verdict ({name}):** {expected if x > y else otherwise} ({a} {x:.3f}, {b} {y:.3f})."
 
 
 def experiments(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str,
@@ -59,18 +80,24 @@ def experiments(styles: Mapping[str, Style], files: ResultFiles, photo: str | No
     stats = explain.statistics_figure({"BN": explain.first_norm_statistics(bn, x),
                                        "IN": explain.first_norm_statistics(inorm, x)})
     lo, hi = explain.with_contrast(x, 0.4), explain.with_contrast(x, 1.6)
-    return (files.gallery([(to_pil(trained), "BN, train mode (batch statistics)"),
-                           (to_pil(evaluated), "BN, eval mode (running statistics)")], owner),
-            f"**Mean abs difference: {d_mode:.4f}** — BN's output depends on the mode.",
+    return (files.gallery([(to_pil(trained), "BN while training"),
+                           (to_pil(evaluated), "BN in use, after training")], owner),
+            (f"**Verdict (a):** Batch Norm gives a different picture while training and in use (they differ by "
+             f"{d_mode:.3f}): it normalizes with the batch in one and with stored averages in the other. Instance "
+             "Norm does the same in both."),
             files.gallery([
-                (to_pil(explain.diff_image(bn_alone, bn_batched)), f"BN |alone − batched| ×4: {d_bn:.4f}"),
-                (to_pil(explain.diff_image(in_alone, in_batched)), f"IN |alone − batched| ×4: {d_in:.4f}")], owner),
-            f"**BN changes by {d_bn:.4f}, IN by {d_in:.4f}** (mean abs difference, train mode, batch of 4).",
-            files.gallery([(to_pil(lo), "photo, contrast ×0.4"), (to_pil(hi), "photo, contrast ×1.6"),
+                (to_pil(explain.diff_image(bn_alone, bn_batched)), f"BN: change ×4 ({d_bn:.3f})"),
+                (to_pil(explain.diff_image(in_alone, in_batched)), f"IN: change ×4 ({d_in:.3f})")],
+                owner),
+            verdict("b", "Batch Norm's picture of your photo changes when three other photos share its batch; "
+                    "Instance Norm's does not", "here neither changed much with its batch-mates",
+                    ("Batch Norm", d_bn), ("Instance Norm", d_in)),
+            files.gallery([(to_pil(lo), "photo, low contrast"), (to_pil(hi), "photo, high contrast"),
                            (to_pil(bn_lo), "BN on low"), (to_pil(bn_hi), "BN on high"),
                            (to_pil(in_lo), "IN on low"), (to_pil(in_hi), "IN on high")], owner),
-            f"**Low vs high contrast: BN outputs differ by {c_bn:.4f}, IN outputs by {c_in:.4f}** — IN removes "
-            "per-image contrast before styling.",
+            verdict("c", "Instance Norm paints the low- and high-contrast photo more alike: it removes the photo's "
+                    "own contrast before painting", "on this photo both changed about as much",
+                    ("Batch Norm", c_bn), ("Instance Norm", c_in)),
             stats)
 
 
@@ -82,42 +109,60 @@ def flicker_pan(styles: Mapping[str, Style], files: ResultFiles, photo: str | No
     clip, cameras = synthetic_clip(read_upload(photo, FLICKER_SIDE), "pan", EXPERIMENT_SIZE, EXPERIMENT_FRAMES)
     variants = {"BN": models["batch"], "IN": models["instance"],
                 "IN + EMA": stabilized(models["instance"], STABILIZERS["ema"])}
-    shown, lines = [], []
+    shown, lines, errors = [], [], {}
     for label, stylizer in variants.items():
         styled = stylize_clip(stylizer.forward, clip)
         measured = flicker(styled, cameras)
         middle = len(styled) // 2
         warped, _ = warp(styled[middle - 1], cameras[middle - 1], cameras[middle])
         shown.append((to_pil(explain.diff_image(warped, styled[middle])), f"{label}: {measured.error:.4f}"))
+        errors[label] = measured.error
         lines.append(f"{label} {measured.error:.4f} (tone ×1000: {1000 * measured.tone:.2f})")
-    return files.gallery(shown, owner), (f"**Pan over your photo, {EXPERIMENT_FRAMES} frames at {EXPERIMENT_SIZE[0]}x{EXPERIMENT_SIZE[1]}"
-                   f" — flicker: {', '.join(lines)}.**")
+    text = verdict("e", "Instance Norm flickers more than Batch Norm on this pan",
+                   "on this pan Instance Norm flickered no more than Batch Norm: a pan over one still photo brings "
+                   "little new content into view; on real clips it does (measured table in the details)",
+                   ("Instance Norm", errors["IN"]), ("Batch Norm", errors["BN"]))
+    return files.gallery(shown, owner), (
+        text + f"\n\nPan over your photo, {EXPERIMENT_FRAMES} frames at {EXPERIMENT_SIZE[0]}x{EXPERIMENT_SIZE[1]}: "
+        + ", ".join(lines) + ".")
+
+
+def whole_gallery(columns: int) -> gr.Gallery:
+    """A row of results shown whole (not cropped to squares), captions on the pictures."""
+    return gr.Gallery(columns=columns, height="auto", object_fit="contain", elem_classes="whole-gallery",
+                      show_label=False)
 
 
 def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict) -> gr.Dropdown:
     """Build the tab inside the caller's ``gr.Tab``; returns its style list. ``heavy``: the app-wide
     concurrency group the experiments run in."""
-    gr.Markdown(EXPLAIN_TEXT)
-    gr.Plot(explain.norm_axes_figure(), label="Which axes each norm averages over")
+    gr.Markdown(INTRO)
     with gr.Row():
-        photo = photo_input("Photo for the experiments", 220)
+        photo = photo_input("Photo for the experiments", 220, value=example_photo())
         style = style_dropdown(registry.view(None), registry.names())
-    run = gr.Button("Run the experiments", variant="primary")
-    gr.Markdown("### (a) BN: train mode vs eval mode")
-    a_img, a_txt = gr.Gallery(columns=2, height=220), gr.Markdown()
-    gr.Markdown("### (b) Alone vs in a batch with three other photos")
-    b_img, b_txt = gr.Gallery(columns=2, height=220), gr.Markdown()
-    gr.Markdown("### (c) Contrast test: the same photo at low and high contrast")
-    c_img, c_txt = gr.Gallery(columns=6, height=200), gr.Markdown()
-    gr.Markdown("### (d) Feature statistics around the first norm layer")
-    d_plot = gr.Plot()
-    gr.Markdown(FLICKER_TEXT)
-    table = paths.figures_dir() / "flicker.md"
-    gr.Markdown(table.read_text() if table.is_file() else "Run `python scripts/flicker.py` for the measured table.")
-    if (paths.figures_dir() / "flicker.png").is_file():
-        gr.Image(str(paths.figures_dir() / "flicker.png"), label="Flicker vs style", interactive=False)
-    e_img = gr.Gallery(columns=3, height=200, label="Your photo, panned: |warped frame − next| ×4")
-    e_txt = gr.Markdown()
+    run = gr.Button("Run the experiments", variant="primary", elem_id="why-in-btn")
+    with gr.Column(visible=False, elem_id="why-in-results") as results:  # shown once there is something to show
+        gr.Markdown("### (a) Batch Norm while training vs in use")
+        a_img, a_txt = whole_gallery(2), gr.Markdown(elem_classes="verdict")
+        gr.Markdown("### (b) Your photo alone vs in a batch with three other photos\n"
+                    "The pictures show how much the result changed (×4 to make it visible): black means no change.")
+        b_img, b_txt = whole_gallery(2), gr.Markdown(elem_classes="verdict")
+        gr.Markdown("### (c) The same photo at low and high contrast")
+        c_img, c_txt = whole_gallery(6), gr.Markdown(elem_classes="verdict")
+        gr.Markdown(FLICKER_TEXT)
+        e_img, e_txt = whole_gallery(3), gr.Markdown(elem_classes="verdict")
+    with gr.Accordion("Research detail: how the four norms differ", open=False):
+        gr.Markdown(EXPLAIN_TEXT)
+        gr.Plot(explain.norm_axes_figure(), label="Which axes each norm averages over")
+        gr.Markdown("**(d) Feature statistics around the first norm layer** (after a run)")
+        d_plot = gr.Plot(show_label=False)
+    with gr.Accordion("Research detail: flicker measured on clips", open=False):
+        gr.Markdown(FLICKER_DETAIL)
+        table = paths.figures_dir() / "flicker.md"
+        gr.Markdown(table.read_text() if table.is_file() else
+                    "The measured table is written by `python scripts/flicker.py` (in a checkout).")
+        if (paths.figures_dir() / "flicker.png").is_file():
+            gr.Image(str(paths.figures_dir() / "flicker.png"), label="Flicker vs style", interactive=False)
 
     def why_in(photo: str | None, style: str, request: gr.Request = None):
         """The four live experiments on the user's photo, for the style's BN and IN models."""
@@ -129,6 +174,7 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
         owner = sessions.owner(request)
         return flicker_pan(registry.view(owner), files, photo, style, owner)
 
+    run.click(lambda: gr.Column(visible=True), None, results, api_name=False, show_progress="hidden")
     done = run.click(why_in, [photo, style], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot], api_name="why_in",
                      **heavy)
     done.success(why_in_flicker, [photo, style], [e_img, e_txt], api_name="why_in_flicker", **heavy)
