@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
+import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,8 +40,11 @@ RUNS = [("IN", "instance", "sync"), ("BN, synchronized", "batch", "sync"), ("BN,
 
 def train(out: Path, content: str, steps: int, norm: str, processes: int, bn_stats: str) -> list[list[float]]:
     """One run's log rows (step, content, style, tv, total, images/s, seconds)."""
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes), "-m", "stylenet"]
-                if processes > 1 else [sys.executable, "-m", "stylenet"])
+    with socket.socket() as s:  # a free port: another torchrun on the default 29500 must not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
+                 "--master-port", str(port), "-m", "stylenet"] if processes > 1 else [sys.executable, "-m", "stylenet"])
     subprocess.run([*launcher, "train", *RECIPE, "--content", content, "--steps", str(steps), "--norm", norm,
                     "--bn-stats", bn_stats, "--out", str(out)], check=True, capture_output=True)
     with open(next(out.glob(f"*_{norm}.csv"))) as f:
@@ -55,22 +61,31 @@ def curve_distance(rows: list[list[float]], reference: list[list[float]]) -> flo
 
 
 def sync_on_paper(gpus: int = 8) -> list[str]:
-    """What one training step of one BN model synchronizes, counted from the network's layers."""
+    """Every collective one training step of one model issues, counted from the network's layers and
+    the trainer's code: BN's statistics (synchronized BN: forward and backward, per layer; torch's
+    SyncBatchNorm on GPUs moves float32 mean/var/count instead of our float64 sums, about the same
+    size), DDP's gradient buckets (1 MiB first, then 25 MiB), DDP's buffer broadcast (per-rank BN
+    only), and the step's loss average and stop check (once per step for all models of a run)."""
     model = TransformerNet("batch", 32)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    stat_bytes = sum((2 * bn.num_features + 1) * 8 for bn in bns)  # float64 sums and the count, per layer
+    stat_bytes = 2 * sum((2 * bn.num_features + 1) * 8 for bn in bns)
     grad_bytes = sum(p.numel() * 4 for p in model.parameters())
+    buckets = 1 + math.ceil(max(0, grad_bytes - 2**20) / (25 * 2**20))
+    buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
     ring = 2 * (gpus - 1) / gpus  # bytes each GPU sends per byte all-reduced, ring algorithm
-    return [f"| BN statistics (synchronized BN only) | {2 * len(bns)} (forward + backward, {len(bns)} layers) | "
-            f"{2 * stat_bytes / 1024:.1f} KiB | {2 * stat_bytes * ring / 1024:.1f} KiB |",
-            f"| gradients (every norm; DDP buckets: 1 MiB first, then 25 MiB) | 2 | {grad_bytes / 2**20:.1f} MiB | "
-            f"{grad_bytes * ring / 2**20:.1f} MiB |"]
+    return [f"| BN statistics (synchronized BN only) | {2 * len(bns)} ({len(bns)} layers, forward + backward) | "
+            f"{stat_bytes / 1024:.1f} KiB | {stat_bytes * ring / 1024:.1f} KiB |",
+            f"| BN running statistics broadcast (per-rank BN only) | 1 broadcast | {buffer_bytes / 1024:.1f} KiB | "
+            f"{buffer_bytes / 1024:.1f} KiB (root) |",
+            f"| gradients (every norm) | {buckets} | {grad_bytes / 2**20:.1f} MiB | {grad_bytes * ring / 2**20:.1f} MiB |",
+            "| losses averaged, stop check (per step, all models) | 2 | < 0.1 KiB | < 0.1 KiB |"]
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str]) -> tuple[float, str]:
+    """Wall clock of a whole command, and what it printed."""
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - started
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return time.perf_counter() - started, done.stdout
 
 
 def main() -> None:
@@ -104,13 +119,14 @@ def main() -> None:
     command = [sys.executable, "-m", "stylenet", "stylize", args.photos, "--weights", args.weights,
                "--max-size", str(args.max_size)]
     with tempfile.TemporaryDirectory() as tmp:
-        here = timed([*command, "--out", f"{tmp}/local"])
-        ray = timed([*command, "--out", f"{tmp}/ray", "--engine", "ray"])
+        here, _ = timed([*command, "--out", f"{tmp}/local"])
+        ray, printed = timed([*command, "--out", f"{tmp}/ray", "--engine", "ray"])
+    actors = re.search(r"ray: (\d+) actor\(s\), ([^,]+) each", printed)
     photos = len([p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".png", ".webp")])
     lines += ["", f"## Ray engine vs the local engine ({photos} photos, {args.max_size} px, {args.weights})", "",
               "| engine | wall clock, whole command | photos/s |", "|---|---|---|",
               f"| local (1 process, all cores) | {here:.1f} s | {photos / here:.2f} |",
-              f"| ray (local Ray, one actor per CPU) | {ray:.1f} s | {photos / ray:.2f} |", "",
+              f"| ray (local Ray: {actors[1]} actors, {actors[2]} each) | {ray:.1f} s | {photos / ray:.2f} |", "",
               f"Ray / local wall clock: **{ray / here:.2f}** (Ray's start, actor start-up and model loads included)."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -88,7 +88,11 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
 
 
 def synchronize_batchnorms(model: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d of ``model`` in place by a ``SyncBatchNorm2d`` sharing its tensors."""
+    """Replace every BatchNorm2d of ``model`` in place by a synchronized layer sharing its tensors:
+    torch's ``nn.SyncBatchNorm`` on a GPU (its fused kernels, no float64 copy of the activations),
+    ``SyncBatchNorm2d`` elsewhere."""
+    if next(model.parameters()).is_cuda:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for module in list(model.modules()):
         for name, child in module.named_children():
             if type(child) is nn.BatchNorm2d:
@@ -107,15 +111,16 @@ class DataParallel:
     bn_stats: str = "sync"
 
     @classmethod
-    def from_environment(cls, bn_stats: str = "sync") -> DataParallel | None:
-        """Join the process group torchrun describes in the environment (gloo on the CPU, NCCL on
-        CUDA, each rank on the GPU of its local rank); None when this is a single process."""
+    def from_environment(cls, bn_stats: str = "sync", device: str = "auto") -> DataParallel | None:
+        """Join the process group torchrun describes in the environment (NCCL when the run uses CUDA,
+        each rank on the GPU of its local rank; gloo on the CPU); None when this is a single process.
+        ``device`` is the run's ``--device``: ``cpu`` keeps a GPU machine's run on gloo."""
         if bn_stats not in BN_STATS:
             raise ValueError(f"bn_stats must be one of {', '.join(BN_STATS)}, not {bn_stats!r}")
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return None
         if not dist.is_initialized():
-            cuda = torch.cuda.is_available()
+            cuda = device != "cpu" and torch.cuda.is_available()
             if cuda:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group("nccl" if cuda else "gloo")
@@ -126,20 +131,26 @@ class DataParallel:
         """Rank 0 alone writes checkpoints and logs and reports progress."""
         return self.rank == 0
 
+    def check_batch(self, size: int) -> int:
+        """Each rank's share of a global batch of ``size``; ValueError unless it splits evenly."""
+        if size % self.world:
+            raise ValueError(f"the batch size {size} must be a multiple of the {self.world} processes")
+        return size // self.world
+
     def share(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous share of a global batch that every rank drew alike."""
-        if len(batch) % self.world:
-            raise ValueError(f"the batch size {len(batch)} must be a multiple of the {self.world} processes")
-        size = len(batch) // self.world
+        size = self.check_batch(len(batch))
         return batch[self.rank * size:(self.rank + 1) * size]
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """``model`` for training across the ranks: BN layers synchronized when ``bn_stats`` is
         ``sync``, gradients averaged by DistributedDataParallel (which also starts every rank from
-        rank 0's weights and buffers). Checkpoints are written from ``model`` itself, not the wrapper."""
+        rank 0's weights and buffers). Synchronized BN keeps every rank's running statistics equal, so
+        DDP's broadcast of rank 0's buffers before each forward is left out there; per-rank BN keeps it
+        (the statistics that ship are rank 0's). Checkpoints are written from ``model`` itself."""
         if self.bn_stats == "sync":
-            synchronize_batchnorms(model)
-        return DistributedDataParallel(model)
+            model = synchronize_batchnorms(model)
+        return DistributedDataParallel(model, broadcast_buffers=self.bn_stats != "sync")
 
     def mean(self, values: torch.Tensor) -> torch.Tensor:
         """The average of ``values`` over the ranks (one all-reduce, no gradient): the losses every

@@ -1,4 +1,5 @@
-"""Perceptual losses of Johnson et al.: content (feature MSE), style (Gram MSE), total variation."""
+"""Perceptual losses of Johnson et al.: content (feature error), style (Gram error), total variation; each a
+relative error and a mean of per-image terms."""
 from __future__ import annotations
 
 import torch

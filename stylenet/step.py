@@ -217,7 +217,8 @@ def measure_step(step: TrainStep, runs: Sequence[NormRun], recipe: Recipe, mode:
                  batch_size: int | None = None) -> float:
     """Seconds per step, measured before the run on copies of its models and a random batch of
     ``batch_size`` (default: the recipe's; a data-parallel rank's share), so the run itself is
-    untouched: the second of two steps (the first pays one-off setup costs)."""
+    untouched: the second of two steps (the first pays one-off setup costs). Under torchrun the copies
+    are not DDP-wrapped, so the estimate leaves out the gradients' all-reduce (BN's synchronization is in)."""
     copies = []
     for run in runs:
         model = copy.deepcopy(run.model)

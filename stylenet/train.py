@@ -173,8 +173,7 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
     mode = mode or StepMode.fast(dev)
     main = parallel is None or parallel.is_main
     listener = listener if listener and main else Listener()
-    if parallel and recipe.batch_size % parallel.world:
-        raise ValueError(f"the batch size {recipe.batch_size} must be a multiple of the {parallel.world} processes")
+    share = parallel.check_batch(recipe.batch_size) if parallel else recipe.batch_size
     outs = output_paths(out, recipe.style_name, norms, ".safetensors")
     logs = (output_paths(log, recipe.style_name, norms, ".csv") if log
             else {norm: path.with_suffix(".csv") for norm, path in outs.items()})
@@ -246,7 +245,6 @@ def train(recipe: Recipe, norms: Sequence[str], out: str | Path, *, init: Sequen
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
-    share = recipe.batch_size // (parallel.world if parallel else 1)
     step_seconds = measure_step(train_step, runs, recipe, mode, share) if start < recipe.steps else 0.0
     listener.on_start(RunStart(tuple(norms), tuple(outs.values()), start, recipe.steps, len(photos.images),
                                tuple(photos.skipped), step_seconds))

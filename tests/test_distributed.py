@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from stylenet.checkpoint import read_metadata
@@ -48,6 +49,48 @@ def test_synchronized_bn_of_one_rank_is_batchnorm_forward_backward_and_running_s
         torch.testing.assert_close(getattr(sync, name), buffer, rtol=1e-5, atol=1e-6)
     sync.eval(), plain.eval()
     torch.testing.assert_close(sync(x), plain(x))
+
+
+def half_of_a_batchnorm_step(rank, rendezvous, results):
+    """One rank of two: synchronized BN on its half of a batch whose channel means dwarf their spread,
+    against BatchNorm2d on the whole batch (input and weight gradients, running statistics)."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    plain = nn.BatchNorm2d(5).train()
+    with torch.no_grad():
+        plain.weight.uniform_(0.5, 2)
+        plain.bias.uniform_(-1, 1)
+    sync = SyncBatchNorm2d.replacing(nn.BatchNorm2d(5))
+    sync.load_state_dict(plain.state_dict())
+    x = (torch.randn(4, 5, 6, 7) * 3 + 100).requires_grad_()
+    weights = torch.randn(4, 5, 6, 7)
+    (plain(x) * weights).sum().backward()
+    mine = slice(2 * rank, 2 * rank + 2)
+    xs = x.detach()[mine].clone().requires_grad_()
+    (sync(xs) * weights[mine]).sum().backward()
+    for grad in (sync.weight.grad, sync.bias.grad):  # what DDP would sum (it averages the per-rank sums' halves)
+        dist.all_reduce(grad)
+    scale = x.grad.abs().max()
+    results.put((rank, max(((xs.grad - x.grad[mine]).abs().max() / scale).item(),
+                           ((sync.weight.grad - plain.weight.grad).abs().max() / plain.weight.grad.abs().max()).item(),
+                           (sync.running_mean - plain.running_mean).abs().max().item(),
+                           ((sync.running_var - plain.running_var).abs().max() / plain.running_var.max()).item())))
+    dist.destroy_process_group()
+
+
+def test_synchronized_bn_over_two_ranks_is_batchnorm_over_the_whole_batch(tmp_path):
+    spawn = mp.get_context("spawn")
+    results = spawn.SimpleQueue()
+    ranks = [spawn.Process(target=half_of_a_batchnorm_step, args=(rank, tmp_path / "rendezvous", results))
+             for rank in range(2)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(120)
+    assert [process.exitcode for process in ranks] == [0, 0]
+    errors = dict(results.get() for _ in ranks)
+    assert max(errors.values()) < 1e-4, errors
 
 
 def test_synchronizing_keeps_the_tensors_an_optimizer_holds_and_the_checkpoint_keys():

@@ -1,5 +1,5 @@
 """``stylenet stylize --engine ray`` on a local Ray: the same outputs, names and failure lines as the
-local engine, outputs that exist skipped on a rerun; inputs as glob patterns and file:// URIs."""
+local engine, outputs that exist skipped on a rerun."""
 import subprocess
 import sys
 
@@ -55,16 +55,3 @@ def test_ray_makes_what_the_local_engine_makes_and_a_rerun_resumes(tmp_path, pho
     again = stylize(photos, *models, "--out", tmp_path / "ray", "--engine", "ray")
     assert "done: 1 written, 3 skipped (existing), 2 failed" in again.stdout
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
-
-
-def test_globs_and_file_uris_name_outputs_as_folders_do(tmp_path, photos, checkpoints):
-    model = ["--weights", checkpoints["instance"]]
-    by_glob = stylize(str(photos / "*.jpg"), *model, "--out", tmp_path / "glob")
-    assert by_glob.returncode == 1 and outputs(tmp_path / "glob") == ["a_stripes_instance.png"]
-    by_uri = stylize(f"file://{photos}", *model, "--recursive", "--out", tmp_path / "uri")
-    assert by_uri.returncode == 1 and outputs(tmp_path / "uri") == ["a_stripes_instance.png",
-                                                                    "sub/b_stripes_instance.png"]
-    assert failures(by_uri) == [f"failed: file://{photos}/broken.jpg: not an image in a supported format "
-                                "(JPEG, PNG, WEBP, GIF, BMP, TIFF)"]
-    missing = stylize("file:///no/such/folder", *model, "--out", tmp_path / "none")
-    assert missing.returncode == 2 and missing.stderr.strip() == "error: file:///no/such/folder: no such file or folder"

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from .conftest import ROOT, smooth_image
@@ -100,3 +101,39 @@ def test_same_output_name_from_two_folders_is_refused(tmp_path, checkpoints):
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert len(failed) == 1 and "b/x.jpg" in failed[0] and "a/x.jpg" in failed[0] and "Traceback" not in result.stderr
     assert "done: 1 written, 0 skipped (existing), 1 failed" in result.stdout
+
+
+def test_globs_and_file_uris_name_outputs_as_folders_do(tmp_path, checkpoints):
+    pytest.importorskip("pyarrow")
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    smooth_image(1).save(src / "a" / "x.jpg")
+    smooth_image(2).save(src / "b" / "x.jpg")
+    (src / "a" / "notes.txt").write_text("not wanted")
+    (src / "broken.jpg").write_bytes(b"not a jpeg")
+    model = ["--weights", checkpoints["instance"], "--device", "cpu"]
+    by_glob = run(f"{src}/**/*", *model, "--recursive", "--out", tmp_path / "glob")
+    assert by_glob.returncode == 1, by_glob.stderr  # the broken file; notes.txt is not taken
+    made = sorted(str(p.relative_to(tmp_path / "glob")) for p in (tmp_path / "glob").rglob("*.png"))
+    assert made == ["a/x_stripes_instance.png", "b/x_stripes_instance.png"]  # mirrored below the fixed folders
+    by_uri = run(f"file://{src}", *model, "--recursive", "--out", tmp_path / "uri")
+    made = sorted(str(p.relative_to(tmp_path / "uri")) for p in (tmp_path / "uri").rglob("*.png"))
+    assert by_uri.returncode == 1 and made == ["a/x_stripes_instance.png", "b/x_stripes_instance.png"]
+    assert f"failed: file://{src}/broken.jpg: not an image" in by_uri.stderr
+    nothing = run(f"{src}/*.webp", *model, "--out", tmp_path / "none")
+    assert nothing.returncode == 1 and "*.webp: no such file" in nothing.stderr
+    for uri, reason in [("file:///no/such/folder", "no such file or folder"), ("nope://x/y", "cannot open")]:
+        missing = run(uri, *model, "--out", tmp_path / "none")
+        assert missing.returncode == 2 and missing.stderr.startswith(f"error: {uri}") and reason in missing.stderr
+        assert "Traceback" not in missing.stderr
+
+
+def test_ray_engine_without_ray_is_a_usage_error_before_any_work(tmp_path, checkpoints):
+    smooth_image(1).save(tmp_path / "a.jpg")
+    hide_ray = "import sys; sys.modules['ray'] = None; from stylenet.cli import main; sys.exit(main())"
+    done = subprocess.run([sys.executable, "-c", hide_ray, "stylize", str(tmp_path / "a.jpg"), "--weights",
+                           str(checkpoints["instance"]), "--out", str(tmp_path / "out"), "--engine", "ray"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip() == "error: --engine ray needs Ray: pip install 'stylenet[ray]'"
+    assert not (tmp_path / "out").exists()

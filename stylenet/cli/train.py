@@ -58,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start from these checkpoints, one per norm, of the same norm and width (Adam starts fresh)")
     p.add_argument("--steps", type=int, help="(preset)")
     p.add_argument("--image-size", type=int, help="training crop size in pixels (preset)")
-    p.add_argument("--batch-size", type=int, help="(preset)")
+    p.add_argument("--batch-size", type=int,
+                   help="(preset); under torchrun the global batch, split evenly over the processes")
     p.add_argument("--width", type=int, help="channels of the first conv, 32 = Johnson (preset)")
     p.add_argument("--lr", type=float, help=f"(default {d.lr:g})")
     p.add_argument("--content-weight", type=float, help=f"(default {d.content_weight:g})")
@@ -86,8 +87,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="give every content photo the same mean/std (Huang & Belongie control)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--bn-stats", default="sync", choices=BN_STATS,
-                   help="under torchrun: BN statistics over the whole batch (sync, the one-process model) or "
-                        "over each process's share (per-rank); IN, LN and GN need neither (default sync)")
+                   help="data-parallel runs (torchrun --nproc-per-node N -m stylenet train ...): BN statistics over "
+                        "the whole batch (sync, the one-process model) or over each process's share (per-rank); "
+                        "IN, LN and GN need neither (default sync)")
     p.add_argument("--resume", action="store_true", help="continue from the training states beside --out")
     p.add_argument("--log", help="CSV of losses, same forms as --out (default: beside each model)")
     p.add_argument("--no-progress", action="store_true")
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
-    parallel = DataParallel.from_environment(args.bn_stats)
+    parallel = DataParallel.from_environment(args.bn_stats, args.device)
     main = parallel is None or parallel.is_main
     progress = ConsoleProgress(bars=not args.no_progress and main)
     # Under torchrun the launcher owns Ctrl-C (it ends every rank); --resume continues from the last checkpoint.
@@ -179,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
         metas = train(recipe, args.norm, args.out, init=args.init, resume=args.resume, log=args.log,
                       device=args.device, listener=progress, parallel=parallel)
     except (NoImagesError, VGGWeightsMissing, CheckpointError, TrainingDiverged, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if main:  # under torchrun every rank meets the same error: one line, not one per process
+            print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: rerun with --resume to continue from the last checkpoint", file=sys.stderr)
