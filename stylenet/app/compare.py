@@ -18,6 +18,7 @@ from PIL import Image
 from ..norms import norm_label
 from ..stylize import check_strength, restyle
 from .errors import user_error
+from .queueing import LIGHT
 from .sessions import LOCAL, Sessions
 from .styles import Style, StyleRegistry, find_style, style_dropdown, title_of
 from .uploads import (
@@ -174,8 +175,8 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
             return gr.skip(), gr.skip(), gr.skip()
         return finish(files, kept, strength, preserve_color, sessions.owner(request))
 
-    style.change(show_painting, style, thumb, api_name=False)
+    style.change(show_painting, style, thumb, api_name=False, **LIGHT)
     run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note, kept], api_name="compare", **heavy)
     gr.on([demo.load, strength.release, keep.input], remix, [kept, strength, keep], [slider, row, note],
-          api_name=False, show_progress="hidden")
+          api_name=False, show_progress="hidden", **LIGHT)
     return photo, style

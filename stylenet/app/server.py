@@ -17,6 +17,7 @@ from .. import paths
 from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
 from ..jobs import JobError, JobStore, Runner
 from .compare import compare_tab
+from .queueing import LIGHT
 from .report import report_tab
 from .sessions import Sessions, browser_secret
 from .styles import StyleRegistry, has_pair, load_styles, style_lists, user_style
@@ -67,7 +68,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int 
         gr.Markdown("# stylenet — Batch Norm vs Instance Norm for fast style transfer\n"
                     "Same network, same recipe, same training photos: only the normalization layer differs.")
         token = gr.BrowserState("", storage_key="stylenet-owner", secret=secret or browser_secret(None))
-        demo.load(sessions.start, token, token, api_name=False, show_progress="hidden")
+        demo.load(sessions.start, token, token, api_name=False, show_progress="hidden", **LIGHT)
         demo.unload(sessions.forget)
         with gr.Tab("Compare"):
             photo, style = compare_tab(styles, sessions, files, heavy, demo)
@@ -127,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
     demo = build(styles, jobs, args.concurrency, secret=browser_secret(jobs.root))
     # A bounded queue keeps memory bounded: when it is full a request is refused at once (the browser
     # shows "This application is currently busy", gradio_client raises "Queue is full") instead of hanging.
-    demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
+    # api_open=False: no request skips the queue (Gradio opens /gradio_api/run/<api> by default, which
+    # would run a heavy handler outside the app-wide limit); only the light handlers (queueing.LIGHT),
+    # which never join the queue, still answer there.
+    demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency, api_open=False)
     # SIGTERM ends the process through SystemExit, so the atexit cleanups (results areas) run.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,

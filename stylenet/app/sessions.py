@@ -5,6 +5,8 @@ secret), so a reload, or a restart of the app, keeps its jobs and styles. The pa
 once, when it loads (``start``); after that every request of the page is matched to it through
 Gradio's ``session_hash``, so the API's parameters stay as they were. A client that never loaded the
 page (``gradio_client``, raw HTTP) is owned by its ``session_hash`` alone: one ``Client`` is one owner.
+A request with no session at all (a raw ``/gradio_api/call/<api>`` call mints one per call) is an owner
+of its own, never shared: nothing it makes can be found again by anyone, itself included.
 
 An owner is kept on disk (job.json) and in folder names only as a hash, never as the token itself:
 nothing a client can list reveals what another would have to send to pass as its owner.
@@ -21,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 
 TOKEN = re.compile(r"[0-9a-f]{32}")
-LOCAL = "local"  # the owner of calls made without a request (a test, a script calling the views)
+LOCAL = "local"  # the default owner of the view functions called from Python (a test, a script); never a request's
 SECRET_FILE = "browser.secret"
 
 
@@ -74,9 +76,11 @@ class Sessions:
                 self.owners.pop(request.session_hash, None)
 
     def owner(self, request: gr.Request | None) -> str:
-        """Who makes this request: the page's token holder, else the client's session, else ``LOCAL``."""
+        """Who makes this request: the page's token holder, else the client's session, else (no session:
+        nothing ties this request to another) a fresh owner of its own. Never one owner shared by all
+        sessionless callers, which would let any of them list and cancel what another made."""
         if request is None or not request.session_hash:
-            return LOCAL
+            return owner_id("once", secrets.token_hex(16))
         with self.lock:
             known = self.owners.get(request.session_hash)
         return known or owner_id("session", request.session_hash)

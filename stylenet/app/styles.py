@@ -25,6 +25,7 @@ from ..norms import NORM_KINDS
 from ..stylize import Stylizer
 from ..weights import in_weights, load_manifest
 from .errors import user_error
+from .queueing import LIGHT
 from .sessions import Sessions
 
 S = TypeVar("S")
@@ -253,4 +254,4 @@ def style_lists(registry: StyleRegistry, sessions: Sessions, dropdowns: list[tup
 
     drawn = gr.State([])
     gr.Timer(STYLE_LISTS_REFRESH_S).tick(update, drawn, [dd for dd, _ in dropdowns] + [drawn], api_name=False,
-                                         show_progress="hidden")
+                                         show_progress="hidden", **LIGHT)

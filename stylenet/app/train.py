@@ -26,6 +26,7 @@ from ..norms import NORM_KINDS, NORMS, norm_label
 from ..train import PRESETS
 from ..units import duration
 from .errors import user_error
+from .queueing import LIGHT
 from .sessions import Sessions
 from .styles import StyleRegistry
 from .uploads import ResultFiles, photo_input
@@ -223,14 +224,14 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
         return live_view(store, registry, files, sessions.owner(request), selected, last)
 
     live = [job_id, status, curves, previews, jobs_md, seen]
-    preset.change(fill, preset, [steps, image_size, width], api_name=False)
+    preset.change(fill, preset, [steps, image_size, width], api_name=False, **LIGHT)
     inputs = [painting, name, preset, norms, steps, image_size, width, compare_photo or gr.State(None), photos]
     train.click(submit, inputs, [job_id, note], api_name="train", **heavy)
-    cancel.click(act(store.cancel, "Cancelling"), job_id, note, api_name="cancel")
-    resume.click(act(store.resume, "Resumed"), job_id, note, api_name="resume")
-    delete.click(act(store.delete, "Deleted"), job_id, note, api_name="delete_job")
-    timer.tick(refresh, [job_id, seen], live, api_name=False, show_progress="hidden")
-    job_id.input(refresh, [job_id, gr.State({})], live, api_name=False, show_progress="hidden")
+    cancel.click(act(store.cancel, "Cancelling"), job_id, note, api_name="cancel", **LIGHT)
+    resume.click(act(store.resume, "Resumed"), job_id, note, api_name="resume", **LIGHT)
+    delete.click(act(store.delete, "Deleted"), job_id, note, api_name="delete_job", **LIGHT)
+    timer.tick(refresh, [job_id, seen], live, api_name=False, show_progress="hidden", **LIGHT)
+    job_id.input(refresh, [job_id, gr.State({})], live, api_name=False, show_progress="hidden", **LIGHT)
 
     def jobs(request: gr.Request = None) -> list[dict]:
         """The caller's jobs with their state, queue position and, once done, the norms of their models."""
@@ -250,8 +251,8 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
         return [{**e, "message": hide_paths(e["message"])} if isinstance(e.get("message"), str) else e
                 for e in events]
 
-    gr.api(jobs, api_name="jobs")
-    gr.api(job_events, api_name="job_events")
+    gr.api(jobs, api_name="jobs", **LIGHT)
+    gr.api(job_events, api_name="job_events", **LIGHT)
 
 
 def photo_count(store: JobStore) -> int:

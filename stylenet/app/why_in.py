@@ -15,6 +15,7 @@ from ..flicker import flicker, stylize_clip, synthetic_clip, warp
 from ..images import open_image
 from ..runtime import to_pil, to_tensor
 from ..temporal import STABILIZERS, stabilized
+from .queueing import LIGHT
 from .sessions import LOCAL, Sessions
 from .styles import Style, StyleRegistry, pair_of, style_dropdown
 from .uploads import (
@@ -174,7 +175,7 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
         owner = sessions.owner(request)
         return flicker_pan(registry.view(owner), files, photo, style, owner)
 
-    run.click(lambda: gr.Column(visible=True), None, results, api_name=False, show_progress="hidden")
+    run.click(lambda: gr.Column(visible=True), None, results, api_name=False, show_progress="hidden", **LIGHT)
     done = run.click(why_in, [photo, style], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot], api_name="why_in",
                      **heavy)
     done.success(why_in_flicker, [photo, style], [e_img, e_txt], api_name="why_in_flicker", **heavy)

@@ -1,0 +1,75 @@
+"""Many users, one server: who owns a request, what skips the queue, what nobody can bypass."""
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import gradio as gr
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+from stylenet.app.sessions import LOCAL, TOKEN, Sessions, owner_id
+
+from . import helpers
+from .conftest import smooth_image
+from .test_app import app_folders, running_app
+
+LIGHT_APIS = ("jobs", "job_events", "cancel", "resume", "delete_job")
+
+
+def request(session_hash):
+    return gr.Request(session_hash=session_hash)
+
+
+def test_sessions_tokens_owners_and_eviction():
+    sessions = Sessions(keep=2)
+    token = sessions.start("not a token", request("page-a"))  # a bad token is replaced, never used
+    assert TOKEN.fullmatch(token) and token != "not a token"
+    assert sessions.start(token, request("page-b")) == token  # a reload: the same token, the same owner
+    assert sessions.owner(request("page-a")) == sessions.owner(request("page-b")) == owner_id("browser", token)
+    sessions.start(None, request("page-c"))  # the oldest page mapping goes beyond ``keep``
+    assert sessions.owner(request("page-a")) == owner_id("session", "page-a")
+    sessions.forget(request("page-b"))
+    assert sessions.owner(request("page-b")) == owner_id("session", "page-b")
+    # no session: an owner of its own each time, never one shared by every sessionless caller
+    sessionless = {sessions.owner(None), sessions.owner(request(None)), sessions.owner(request(""))}
+    assert len(sessionless) == 3 and LOCAL not in sessionless
+
+
+def test_no_request_skips_the_queue_and_light_answers_never_wait_in_it(tmp_path):
+    """Heavy handlers are reached only through the queue (``/gradio_api/run/<api>`` is refused, so the
+    app-wide limit holds); the light ones skip it, so a queue filled with heavy requests leaves every
+    page's job list, Cancel and refreshes answering at once."""
+    big = tmp_path / "big.jpg"
+    smooth_image(5, (640, 480)).save(big)
+    with running_app(**app_folders(tmp_path), log=tmp_path / "app.log",
+                     flags=("--concurrency", "1", "--queue-size", "1")) as url:
+        config = httpx.get(f"{url}config").json()
+        queued = {d["api_name"]: d["queue"] for d in config["dependencies"] if d["backend_fn"]}
+        assert not any(queued[api] for api in LIGHT_APIS), queued
+        ticks = [d["queue"] for d in config["dependencies"] if any(t[1] in ("tick", "load") for t in d["targets"])
+                 and d["backend_fn"]]
+        assert ticks and not any(ticks)  # the timers' refreshes and the page load
+        for api in ("compare", "train", "video", "why_in"):
+            response = httpx.post(f"{url}gradio_api/run/{api}", json={"data": []})
+            assert response.status_code == 404 and "join the queue" in response.text, (api, response.text)
+
+        clients = [Client(url, verbose=False, analytics_enabled=False) for _ in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            calls = [pool.submit(c.predict, handle_file(str(big)), "starry_night", api_name="/compare")
+                     for c in clients]
+            refused = []
+            for call in calls:  # one runs, one waits, the rest are refused: the queue is full
+                try:
+                    call.result(timeout=1)
+                except Exception as exc:  # noqa: BLE001 - a refusal or a timeout, both expected here
+                    refused.append(str(exc))
+                if any(helpers.BUSY in r for r in refused):
+                    break
+            assert any(helpers.BUSY in r for r in refused), refused
+            start = time.monotonic()
+            jobs = httpx.post(f"{url}gradio_api/run/jobs", json={"data": [], "session_hash": "abc"}, timeout=30)
+            cancel = httpx.post(f"{url}gradio_api/run/cancel", json={"data": ["20240101-000000-abcdef"],
+                                                                     "session_hash": "abc"}, timeout=30)
+            assert time.monotonic() - start < 10
+            assert jobs.status_code == 200 and jobs.json()["data"] == [[]], jobs.text
+            assert "no job '20240101-000000-abcdef'" in cancel.text, cancel.text
