@@ -73,3 +73,20 @@ def test_no_request_skips_the_queue_and_light_answers_never_wait_in_it(tmp_path)
             assert time.monotonic() - start < 10
             assert jobs.status_code == 200 and jobs.json()["data"] == [[]], jobs.text
             assert "no job '20240101-000000-abcdef'" in cancel.text, cancel.text
+
+
+def test_two_owners_may_name_a_style_alike_and_a_painting_loads_no_model(tmp_path):
+    from stylenet.app.styles import StyleRegistry
+    from stylenet.jobs import UserStyle
+
+    loads = []
+    registry = StyleRegistry({}, lambda style: loads.append(style.job_id) or style.job_id, keep_loaded=2)
+    alices = UserStyle("sunset", tmp_path / "a.png", {"instance": tmp_path / "a"}, "job-a", "alice")
+    bobs = UserStyle("sunset", tmp_path / "b.png", {"instance": tmp_path / "b"}, "job-b", "bob")
+    registry.sync([alices, bobs])
+    assert registry.view("alice")["sunset"] == "job-a" and registry.view("bob")["sunset"] == "job-b"
+    loads.clear()
+    assert registry.painting("bob", "sunset") == tmp_path / "b.png" and registry.painting("carol", "sunset") is None
+    assert loads == []  # the dropdown's thumbnail is a light request: no model read for it
+    registry.shared = True  # everyone's styles for all: the owner's own comes first, else the oldest
+    assert registry.view("bob")["sunset"] == "job-b" and registry.view("carol")["sunset"] == "job-a"

@@ -15,7 +15,7 @@ from stylenet.checkpoint import CheckpointError, load_model, read_metadata
 from stylenet.jobs import Job, JobError, JobStore, Limits, Runner, UserStyle
 from stylenet.jobs import runner as runner_module
 from stylenet.jobs.cli import main
-from stylenet.jobs.job import CANCEL_FILE, JOBS_LOCK, WORKER_LOCK
+from stylenet.jobs.job import CANCEL_FILE, JOBS_LOCK, WORKER_LOCK, folder_bytes
 from stylenet.jobs.runner import worker_threads
 from stylenet.jobs.store import PREVIEW_SIDE
 from stylenet.jobs.worker import WORKER_NICE, StopCheck
@@ -223,7 +223,7 @@ def test_queue_is_first_in_first_out_and_capped(tmp_path, painting, photo_dir):
     store = JobStore(tmp_path / "models", photo_dir, Limits(queue=3))
     a, b, c = (store.submit(painting, name, ["instance"], "quick", TINY) for name in "abc")
     assert [store.position(j) for j in (a, b, c)] == [1, 2, 3]
-    with pytest.raises(JobError, match=r"the queue is full \(3 waiting\)"):
+    with pytest.raises(JobError, match="you have 3 jobs waiting, the most one user may"):
         store.submit(painting, "d", ["instance"], "quick", TINY)
     store.cancel(a.id)
     with pytest.raises(JobError, match="a style named 'a' already exists"):
@@ -272,7 +272,7 @@ def test_style_registry_shows_each_owner_its_styles_and_loads_them_lazily(capsys
         with pytest.raises(KeyError):
             alice[bad]
     assert alice["extra"] == "style:extra" and alice["mine"] == "style:mine"
-    assert list(registry.loaded) == ["extra", "mine"]  # at most keep_loaded stay in memory
+    assert list(registry.loaded) == ["job6", "job1"]  # at most keep_loaded stay in memory (extra, mine)
     assert loads == ["mine", "broken", "odd", "extra"]  # a broken one is not tried again
     assert [n for _, n in registry.choices("alice")] == ["starry_night", "mine", "extra"]
     assert "left out: RuntimeError: odd: size mismatch" in capsys.readouterr().err
@@ -281,6 +281,34 @@ def test_style_registry_shows_each_owner_its_styles_and_loads_them_lazily(capsys
     shared = StyleRegistry({}, load, shared=True)
     shared.sync([mine, theirs])
     assert list(shared.view("carol")) == ["mine", "theirs"]  # the operator's choice: everyone's styles for all
+
+
+def test_one_owner_cannot_crowd_out_another(tmp_path, painting, photo_dir):
+    """Queue room, retention and names are per owner: mallory's submissions, cancels and names neither
+    block alice's job, nor evict her finished one, nor refuse (or reveal) her style's name."""
+    from stylenet.jobs import Retention
+
+    store = JobStore(tmp_path / "models", photo_dir, Limits(queue=2, queue_all=3), retention=Retention(jobs=2))
+    alices = store.submit(painting, "sunset", ["instance"], "quick", TINY, owner="alice")
+    store.finish(alices, "done")
+    made = [store.submit(painting, f"m{i}", ["instance"], "quick", TINY, owner="mallory") for i in range(2)]
+    with pytest.raises(JobError, match="you have 2 jobs waiting"):
+        store.submit(painting, "m2", ["instance"], "quick", TINY, owner="mallory")
+    bobs = store.submit(painting, "sunset", ["instance"], "quick", TINY, owner="bob")  # alice's name: his too
+    with pytest.raises(JobError, match=r"the queue is full \(3 waiting\)"):
+        store.submit(painting, "x", ["instance"], "quick", TINY, owner="carol")
+    with pytest.raises(JobError, match="a style named 'sunset' already exists"):
+        store.submit(painting, "sunset", ["instance"], "quick", TINY, owner="alice")
+    for job in [*made, bobs]:
+        store.cancel(job.id)
+    made += [store.submit(painting, f"m{i}", ["instance"], "quick", TINY, owner="mallory") for i in (2, 3)]
+    for job in made[2:]:
+        store.cancel(job.id)
+    assert [j.name for j in store.prune()] == ["m0", "m1"]  # mallory's beyond 2; alice's and bob's stay
+    left = store.jobs()
+    store.retention = Retention(bytes=sum(folder_bytes(j.folder) for j in left) - 1)  # one job too many
+    assert [j.name for j in store.prune()] == ["m2"]  # over the bytes: the oldest of whoever holds the most
+    assert {(j.owner, j.name) for j in store.jobs()} == {("alice", "sunset"), ("bob", "sunset"), ("mallory", "m3")}
 
 
 def test_a_job_is_its_owners_alone(store, painting):

@@ -61,13 +61,10 @@ def strength_value(strength: object) -> float:
     return value
 
 
-def painting(styles: Mapping[str, Style], files: ResultFiles, name: str, owner: str) -> str | None:
+def painting(registry: StyleRegistry, files: ResultFiles, name: str, owner: str) -> str | None:
     """The style's painting for the thumbnail, copied into the owner's area (a user style's painting
-    lives in its job's folder, which is never served); None when it has none."""
-    try:
-        p = styles[name].painting
-    except KeyError:
-        return None
+    lives in its job's folder, which is never served); None when it has none. No model is loaded."""
+    p = registry.painting(owner, name)
     copied = files.copies([(p, "")], owner) if p and p.is_file() else []
     return copied[0][0] if copied else None
 
@@ -131,8 +128,8 @@ def example(styles: Mapping[str, Style], files: ResultFiles, style: str) -> tupl
 
 
 def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,
-                demo: gr.Blocks) -> tuple[gr.Image, gr.Dropdown]:
-    """Build the tab inside the caller's ``gr.Tab``; returns the photo input and the style list.
+                demo: gr.Blocks) -> gr.Dropdown:
+    """Build the tab inside the caller's ``gr.Tab``; returns the style list.
     ``heavy``: the app-wide concurrency group the stylizing runs in; ``demo``: the app, whose page load
     shows the example."""
     styles, names = registry.view(None), registry.names()
@@ -161,7 +158,7 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
 
     def show_painting(name: str, request: gr.Request):
         owner = sessions.owner(request)
-        return painting(registry.view(owner), files, name, owner)
+        return painting(registry, files, name, owner)
 
     def run_compare(photo: str | None, style: str, strength: float = 1.0, preserve_color: bool = False,
                     max_side: int = DEFAULT_SIDE, request: gr.Request = None):
@@ -179,4 +176,4 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
     run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note, kept], api_name="compare", **heavy)
     gr.on([demo.load, strength.release, keep.input], remix, [kept, strength, keep], [slider, row, note],
           api_name=False, show_progress="hidden", **LIGHT)
-    return photo, style
+    return style

@@ -111,8 +111,9 @@ class StyleRegistry(Generic[S]):
                  store: JobStore | None = None, shared: bool = False, keep_loaded: int = 4) -> None:
         self.shipped = dict(shipped)
         self.load, self.store, self.shared, self.keep_loaded = load, store, shared, keep_loaded
-        self.found: dict[str, UserStyle] = {}  # name -> a finished job's style (shipped names left out)
-        self.loaded: OrderedDict[str, tuple[str, S]] = OrderedDict()  # name -> (job id, style), LRU order
+        # (owner, name) -> a finished job's style (shipped names left out): a name is unique per owner only
+        self.found: dict[tuple[str, str], UserStyle] = {}
+        self.loaded: OrderedDict[str, S] = OrderedDict()  # job id -> its loaded style, LRU order
         self.broken: set[str] = set()  # job ids whose models failed to load
         self.lock = threading.Lock()
 
@@ -123,23 +124,37 @@ class StyleRegistry(Generic[S]):
     def sync(self, found: list[UserStyle]) -> bool:
         """Make the finished styles exactly ``found`` (no model is read); True when anything changed.
         Styles are compared by name, job id, owner and norms, never by file contents."""
-        wanted = {s.name: s for s in found if s.name not in self.shipped}
+        wanted = {(s.owner, s.name): s for s in found if s.name not in self.shipped}
         with self.lock:
             if wanted == self.found:
                 return False
             self.found = wanted
-            for name in [n for n, (job, _) in self.loaded.items() if n not in wanted or wanted[n].job_id != job]:
-                del self.loaded[name]
+            jobs = {s.job_id for s in wanted.values()}
+            for job in [j for j in self.loaded if j not in jobs]:
+                del self.loaded[job]
             return True
 
     def visible(self, owner: str | None) -> dict[str, UserStyle]:
-        """The finished styles ``owner`` may use: its own, or all of them when styles are shared."""
-        return {name: s for name, s in self.found.items()
-                if s.job_id not in self.broken and (self.shared or (owner is not None and s.owner == owner))}
+        """The finished styles ``owner`` may use, by name: its own, or all of them when styles are shared
+        (where two owners chose one name, the owner's own comes first, else the oldest)."""
+        usable = [s for s in self.found.values()
+                  if s.job_id not in self.broken and (self.shared or (owner is not None and s.owner == owner))]
+        named: dict[str, UserStyle] = {}
+        for style in sorted(usable, key=lambda s: s.owner != owner):  # stable: oldest first within each
+            named.setdefault(style.name, style)
+        return named
 
     def view(self, owner: str | None) -> StyleView:
         """The styles ``owner`` may use, as a name -> style mapping (user styles load when looked up)."""
         return StyleView(self, self.visible(owner))
+
+    def painting(self, owner: str | None, name: str) -> Path | None:
+        """The painting of a style ``owner`` may use (None when it has none, or there is no such style),
+        from what the registry knows: no model is loaded, so a light request (a dropdown change) stays light."""
+        if name in self.shipped:
+            return getattr(self.shipped[name], "painting", None)
+        found = self.visible(owner).get(name)
+        return found.painting if found else None
 
     def get_user(self, found: UserStyle) -> S:
         """The loaded style of a finished job (loading it, and unloading the least recently used); KeyError
@@ -147,17 +162,16 @@ class StyleRegistry(Generic[S]):
         with self.lock:
             if found.job_id in self.broken:
                 raise KeyError(found.name)
-            known = self.loaded.get(found.name)
-            if known and known[0] == found.job_id:
-                self.loaded.move_to_end(found.name)
-                return known[1]
+            if found.job_id in self.loaded:
+                self.loaded.move_to_end(found.job_id)
+                return self.loaded[found.job_id]
             try:
                 style = self.load(found)
             except Exception as exc:  # noqa: BLE001 - a bad user model must not break any page
                 print(f"stylenet app: user style {found.name!r} left out: {one_line(exc)}", file=sys.stderr, flush=True)
                 self.broken.add(found.job_id)
                 raise KeyError(found.name) from None
-            self.loaded[found.name] = (found.job_id, style)
+            self.loaded[found.job_id] = style
             while len(self.loaded) > self.keep_loaded:
                 self.loaded.popitem(last=False)
             return style

@@ -35,7 +35,8 @@ class Limits:
     steps: int = 20_000
     image_size: int = 512
     width: int = 64
-    queue: int = 3  # jobs waiting behind the running one
+    queue: int = 3  # jobs one owner may have waiting behind the running one,
+    queue_all: int = 20  # and everyone's together (each holds its painting and photos on disk)
     photos: int = 2000  # the user's own training photos: how many,
     photos_bytes: int = 512 * 2**20  # how many bytes in all (a zip's once unpacked),
     zip_entries: int = 5000  # and how many files one zip may hold
@@ -43,11 +44,13 @@ class Limits:
 
 @dataclass(frozen=True)
 class Retention:
-    """How many finished jobs (done, failed, cancelled, interrupted) are kept, how long and in how many
-    bytes: beyond any of them the oldest go first, at the app's start and then every so often while
-    it runs (``JobStore.prune``). A queued or running job is never removed."""
+    """How many finished jobs (done, failed, cancelled, interrupted) each owner keeps, how long any is
+    kept and in how many bytes all of them: beyond the count an owner's oldest go, beyond the bytes
+    the oldest of whoever holds the most, so no owner's jobs can push out another's. Applied at the
+    app's start and then every so often while it runs (``JobStore.prune``). A queued or running job
+    is never removed."""
 
-    jobs: int = 50
+    jobs: int = 50  # per owner
     days: float = 30.0
     bytes: int = 5 * 2**30
 

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -192,9 +193,11 @@ class JobStore:
                   preview_photo: str | Path | None, owner: str, photos: Path | None) -> Job:
         """The checked request, as a job in the queue (``photos``: the user's, moved into the job)."""
         with self.locked():
-            if name in self.reserved or name in {j.name for j in self.jobs()}:
+            # a name is unique among the owner's own styles (and the shipped ones): another owner's
+            # names are neither refused nor revealed
+            if name in self.reserved or any(j.name == name and j.owner == owner for j in self.jobs()):
                 raise JobError(f"a style named {name!r} already exists; choose another name")
-            self.check_queue_room()
+            self.check_queue_room(owner)
             now = time.time()
             job_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(3)
             folder = self.root / job_id
@@ -236,9 +239,14 @@ class JobStore:
             raise JobError(str(exc).replace(str(path), path.name)) from None
         return limit_size(img, PAINTING_SIDE)
 
-    def check_queue_room(self) -> None:
-        if len(self.queued()) >= self.limits.queue:
-            raise JobError(f"the queue is full ({self.limits.queue} waiting); try again when one has run")
+    def check_queue_room(self, owner: str) -> None:
+        """Refuse a job beyond ``owner``'s share of the queue, or beyond the queue's whole length."""
+        queued = self.queued()
+        if sum(j.owner == owner for j in queued) >= self.limits.queue:
+            raise JobError(f"you have {self.limits.queue} jobs waiting, the most one user may; try again when "
+                           "one has run")
+        if len(queued) >= self.limits.queue_all:
+            raise JobError(f"the queue is full ({len(queued)} waiting); try again when one has run")
 
     def cancel(self, job_id: str, owner: str | None = None) -> Job:
         """A waiting job is cancelled at once; a running one is asked to stop (it keeps its checkpoint)."""
@@ -259,7 +267,7 @@ class JobStore:
             job = self.get(job_id, owner)
             if not job.resumable:
                 raise JobError(f"job {job.name!r} is {job.state}; only a cancelled or interrupted job can resume")
-            self.check_queue_room()
+            self.check_queue_room(job.owner)
             (job.folder / CANCEL_FILE).unlink(missing_ok=True)
             job.state, job.message, job.queued_at = "queued", "", time.time()
             job.save()
@@ -275,20 +283,28 @@ class JobStore:
         return job
 
     def prune(self, now: float | None = None) -> list[Job]:
-        """Apply the retention policy (``Retention``): remove the oldest finished jobs beyond its count,
-        age or bytes; returns those removed."""
+        """Apply the retention policy (``Retention``): remove finished jobs older than its age, an owner's
+        oldest beyond its count, then, while all of them are over its bytes, the oldest of the owner
+        holding the most; returns those removed, oldest first."""
         now, keep = time.time() if now is None else now, self.retention
-        removed = []
         with self.locked():
-            finished = [j for j in self.jobs() if j.state not in ("queued", "running")]
-            sizes = [folder_bytes(j.folder) for j in finished]
-            left, total = len(finished), sum(sizes)
-            for job, size in zip(finished, sizes):
-                if left <= keep.jobs and total <= keep.bytes and now - job.created <= keep.days * 86400:
-                    continue
+            finished = [j for j in self.jobs() if j.state not in ("queued", "running")]  # oldest first
+            left = [j for j in finished if now - j.created <= keep.days * 86400]
+            for owner in {j.owner for j in left}:
+                theirs = [j.id for j in left if j.owner == owner]
+                beyond = set(theirs[:max(0, len(theirs) - keep.jobs)])
+                left = [j for j in left if j.id not in beyond]
+            sizes = {j.id: folder_bytes(j.folder) for j in left}
+            while left and sum(sizes[j.id] for j in left) > keep.bytes:
+                held = Counter()
+                for job in left:
+                    held[job.owner] += sizes[job.id]
+                heaviest = held.most_common(1)[0][0]
+                left.remove(next(j for j in left if j.owner == heaviest))
+            kept = {j.id for j in left}
+            removed = [j for j in finished if j.id not in kept]
+            for job in removed:
                 shutil.rmtree(job.folder, ignore_errors=True)
-                removed.append(job)
-                left, total = left - 1, total - size
         return removed
 
     # -- used by the runner -----------------------------------------------------------------
