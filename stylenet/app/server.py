@@ -15,7 +15,7 @@ from PIL import Image
 
 from .. import paths
 from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
-from ..jobs import JobError, JobStore, Runner
+from ..jobs import JobError, JobStore, Runner, estimate
 from .compare import compare_tab
 from .queueing import LIGHT
 from .report import report_tab
@@ -71,7 +71,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int 
         demo.load(sessions.start, token, token, api_name=False, show_progress="hidden", **LIGHT)
         demo.unload(sessions.forget)
         with gr.Tab("Compare"):
-            photo, style = compare_tab(styles, sessions, files, heavy, demo)
+            style = compare_tab(styles, sessions, files, heavy, demo)
         with gr.Tab("Why IN?"):
             xstyle = why_in_tab(styles, sessions, files, heavy)
         with gr.Tab("Video"):
@@ -80,7 +80,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int 
             wstyle = webcam_tab(styles, sessions, heavy, demo)
         if jobs is not None:
             with gr.Tab("Train a style"):
-                train_tab(jobs, styles, sessions, files, heavy, photo)
+                train_tab(jobs, styles, sessions, files, heavy)
             style_lists(styles, sessions, [(style, lambda norms: True), (xstyle, has_pair), (vstyle, has_pair),
                                            (wstyle, has_pair)])
         with gr.Tab("Training report"):
@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     styles = StyleRegistry(shipped, user_style, jobs, shared=args.share_styles)
+    if shipped and (flagship := shipped[styles.names()[0]].painting):
+        estimate.start(jobs.root, flagship, jobs.presets)  # each preset's time here, for the Train tab
     jobs.prune()  # the retention policy, at start; the runner applies it while running
     styles.refresh()
     Runner(jobs, on_change=styles.refresh).start()  # trains queued jobs, one at a time

@@ -19,8 +19,9 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from .. import paths
 from ..data import list_images
-from ..jobs import Job, JobError, JobStore
+from ..jobs import Job, JobError, JobStore, estimate
 from ..jobs.job import queue_positions, read_events
 from ..norms import NORM_KINDS, NORMS, norm_label
 from ..train import PRESETS
@@ -127,8 +128,9 @@ def default_job(jobs: list[Job]) -> Job | None:
 
 def live_view(store: JobStore, registry: StyleRegistry, files: ResultFiles, owner: str, selected: str | None,
               last: dict[str, Any]) -> tuple:
-    """One refresh of ``owner``'s live view: (job dropdown, status, loss plot, previews, history, what was
-    drawn), each ``gr.skip()`` where ``last`` (what this session drew) shows it already."""
+    """One refresh of ``owner``'s live view: (job dropdown, status, loss plot, previews, history, Cancel,
+    Resume and Delete shown or not, the note cleared when the job's state moved on, what was drawn), each
+    ``gr.skip()`` where ``last`` (what this session drew) shows it already."""
     everyone = store.jobs()
     registry.refresh(everyone)
     positions = queue_positions(everyone)
@@ -143,30 +145,41 @@ def live_view(store: JobStore, registry: StyleRegistry, files: ResultFiles, owne
     # Only an empty or stale selection is replaced: this refresh may have started before the user
     # picked or submitted a job, and must not switch the view back.
     chosen = {"value": now["job"]} if now["job"] != selected else {}
+    redraw = changed or jobs_changed
     return (gr.update(choices=job_choices(jobs), **chosen) if jobs_changed or chosen else gr.skip(),
-            status_text(job, events, job and positions.get(job.id)) if changed or jobs_changed else gr.skip(),
+            status_text(job, events, job and positions.get(job.id)) if redraw else gr.skip(),
             loss_table(events) if changed else gr.skip(),
             files.copies(preview_gallery(job, events), owner) if job and changed else ([] if new_job else gr.skip()),
             history(jobs, positions) if jobs_changed else gr.skip(),
+            *([gr.update(visible=shown) for shown in actions(job)] if redraw else [gr.skip()] * 3),
+            "" if "state" in last and now["state"] != last["state"] else gr.skip(),  # "Cancelling …" is over
             now)
 
 
-def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,
-              compare_photo: gr.Image | None = None) -> None:
-    """Build the tab inside the caller's ``gr.Tab``; previews also use ``compare_photo`` (Compare's upload).
-    ``heavy``: the app-wide concurrency group (a submission decodes the painting and the photos)."""
+def actions(job: Job | None) -> tuple[bool, bool, bool]:
+    """Which of Cancel, Resume and Delete apply to the shown job."""
+    active = job is not None and job.state in ("queued", "running")
+    return active, job is not None and not active and job.resumable, job is not None and not active
+
+
+def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict) -> None:
+    """Build the tab inside the caller's ``gr.Tab``. ``heavy``: the app-wide concurrency group (a
+    submission decodes the painting and the photos)."""
     limits = store.limits
     gr.Markdown("Upload a painting and train your own style. Every chosen norm trains **on the same batches** "
                 "of photos, side by side: watch Instance Norm find the style while Batch Norm lags. One job "
                 "trains at a time (in a background process); others wait in a queue. Finished models appear in "
-                "**Compare** and **Why IN?**.")
+                f"**Compare** and **Why IN?**.\n\n**Training photos:** {photo_source(store)}", elem_id="train-intro")
+    times = gr.Markdown(preset_times(store), elem_id="preset-times")
     with gr.Row():
         with gr.Column(scale=1):
             painting = photo_input("Painting", 200, elem_id="train-painting")
             name = gr.Textbox(label="Style name", placeholder="e.g. my_watercolour", max_length=100)
             photos = gr.File(file_count="multiple", file_types=[".jpg", ".jpeg", ".png", ".webp", ".zip"],
                              label=f"Your training photos (optional: photos or a zip; by default "
-                                   f"{photo_count(store)} shipped photos)", elem_id="train-photos", height=90)
+                                   f"{photo_count(store)} photos, see above)", elem_id="train-photos", height=90)
+            preview = photo_input("Preview photo (optional; previews also use an example photo)", 140,
+                                  elem_id="train-preview-photo")
             preset = gr.Radio(store.presets, value="quick", label="Preset", elem_id="train-preset")
             norms = gr.CheckboxGroup([(norm_label(n), n) for n in NORM_KINDS], value=["batch", "instance"],
                                      label="Norms (trained on identical batches)")
@@ -185,10 +198,10 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
                                  title="Style and content loss (relative)", height=300, elem_id="loss-plot")
             previews = gr.Gallery(label="Previews (each model in eval mode)", columns=4, fit_columns=False,
                                   height=260, object_fit="contain", format="png", elem_id="job-previews")
-            with gr.Row():
-                cancel = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
-                resume = gr.Button("Resume", elem_id="resume-btn")
-                delete = gr.Button("Delete job and its models", elem_id="delete-btn")
+            with gr.Row():  # each shown only where it applies to the shown job (``actions``)
+                cancel = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", visible=False)
+                resume = gr.Button("Resume", elem_id="resume-btn", visible=False)
+                delete = gr.Button("Delete job and its models", elem_id="delete-btn", visible=False)
             jobs_md = gr.Markdown(elem_id="job-history")
     seen = gr.State({})
     timer = gr.Timer(REFRESH_S)
@@ -197,11 +210,11 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
         values = PRESETS[preset_name]
         return values["steps"], values["image_size"], values["width"]
 
-    def submit(painting_path, style_name, preset_name, chosen, n_steps, size, net_width, compare_path=None,
+    def submit(painting_path, style_name, preset_name, chosen, n_steps, size, net_width, preview_path=None,
                photo_paths=None, request: gr.Request = None):
         try:
             job = store.submit(painting_path, style_name, list(chosen or []), preset_name,
-                               {"steps": n_steps, "image_size": size, "width": net_width}, compare_path,
+                               {"steps": n_steps, "image_size": size, "width": net_width}, preview_path,
                                owner=sessions.owner(request), photos=list(photo_paths or []))
         except JobError as exc:
             raise user_error(str(exc)) from None
@@ -223,15 +236,22 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
         """Everything the live view shows, skipping outputs this session already has."""
         return live_view(store, registry, files, sessions.owner(request), selected, last)
 
-    live = [job_id, status, curves, previews, jobs_md, seen]
+    live = [job_id, status, curves, previews, jobs_md, cancel, resume, delete, note, seen]
     preset.change(fill, preset, [steps, image_size, width], api_name=False, **LIGHT)
-    inputs = [painting, name, preset, norms, steps, image_size, width, compare_photo or gr.State(None), photos]
-    train.click(submit, inputs, [job_id, note], api_name="train", **heavy)
-    cancel.click(act(store.cancel, "Cancelling"), job_id, note, api_name="cancel", **LIGHT)
-    resume.click(act(store.resume, "Resumed"), job_id, note, api_name="resume", **LIGHT)
-    delete.click(act(store.delete, "Deleted"), job_id, note, api_name="delete_job", **LIGHT)
+    inputs = [painting, name, preset, norms, steps, image_size, width, preview, photos]
+    train.click(submit, inputs, [job_id, note], api_name="train", show_progress="minimal", **heavy)
+    cancel.click(act(store.cancel, "Cancelling"), job_id, note, api_name="cancel", show_progress="hidden", **LIGHT)
+    resume.click(act(store.resume, "Resumed"), job_id, note, api_name="resume", show_progress="hidden", **LIGHT)
+    delete.click(act(store.delete, "Deleted"), job_id, note, api_name="delete_job", show_progress="hidden", **LIGHT)
     timer.tick(refresh, [job_id, seen], live, api_name=False, show_progress="hidden", **LIGHT)
     job_id.input(refresh, [job_id, gr.State({})], live, api_name=False, show_progress="hidden", **LIGHT)
+    measuring = gr.Timer(5, active=estimate.read(store.root / estimate.ESTIMATE_FILE) is None)
+
+    def measured():
+        """The preset times once the measurement has written them (the timer then stops)."""
+        return preset_times(store), gr.Timer(active=estimate.read(store.root / estimate.ESTIMATE_FILE) is None)
+
+    measuring.tick(measured, None, [times, measuring], api_name=False, show_progress="hidden", **LIGHT)
 
     def jobs(request: gr.Request = None) -> list[dict]:
         """The caller's jobs with their state, queue position and, once done, the norms of their models."""
@@ -253,6 +273,29 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
 
     gr.api(jobs, api_name="jobs", **LIGHT)
     gr.api(job_events, api_name="job_events", **LIGHT)
+
+
+def photo_source(store: JobStore) -> str:
+    """Where a job's photos come from when the user sends none, said before anything is submitted."""
+    count = photo_count(store)
+    if store.photos.resolve() == paths.examples_dir().resolve():
+        return (f"unless you add your own below, the {count} freely licensed example photos shipped with the app "
+                "(a small set: fine for a first style; a larger folder trains better).")
+    return f"unless you add your own below, the {count} photos of this server's training folder ({store.photos.name})."
+
+
+def preset_times(store: JobStore) -> str:
+    """How long a BN + IN job of each preset takes on this server, as the trainer times a step
+    (``stylenet.jobs.estimate``); a line saying so while that is still being measured."""
+    found = estimate.read(store.root / estimate.ESTIMATE_FILE)
+    if found is None:
+        return "**Time per preset on this server:** being measured (a minute or a few)…"
+    if "error" in found:
+        return f"**Time per preset on this server:** could not be measured ({hide_paths(found['error'])})."
+    shown = " · ".join(f"**{name}** about {duration(found['seconds'][name], estimate=True)}" for name in store.presets
+                       if name in found["seconds"])
+    return (f"**Time per preset on this server** (BN + IN, timed the way the trainer times its steps; more norms "
+            f"take longer): {shown}. The first preview appears after the first step.")
 
 
 def photo_count(store: JobStore) -> int:

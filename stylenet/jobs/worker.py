@@ -181,6 +181,7 @@ class JobListener(Listener):
         steps = job.settings["steps"]
         self.event_every = max(1, steps // STEP_EVENTS_PER_RUN)
         self.preview_every = max(1, steps // PREVIEWS_PER_RUN)
+        self.previewed = False  # a first preview after this process's first step, not 1/12 of the run later
         self.photos = {Path(name).stem: to_tensor(open_image(job.folder / name)[0]).unsqueeze(0)
                        for name in job.previews}
 
@@ -203,8 +204,9 @@ class JobListener(Listener):
                                            "losses": event.losses, "images_per_s": round(event.images_per_s, 3),
                                            "eta_s": round(event.eta_seconds, 1),
                                            "elapsed_s": round(event.elapsed_seconds, 1)})
-        if last or event.step % self.preview_every == 0:
+        if last or event.step % self.preview_every == 0 or not self.previewed:  # the first within a step or two
             self.preview(event.step, event.models)
+            self.previewed = True
 
     def preview(self, step: int, models: dict[str, Any]) -> None:
         """Each model, in eval mode (BN on its running statistics, as it will be used), on each photo."""

@@ -1,0 +1,94 @@
+"""How long each training preset takes on this server, before anyone presses Train.
+
+The trainer estimates a run by timing one step (``step.measure_step``: the second of two steps on
+fresh models and a random batch) and multiplying by the steps. This does the same for every preset,
+for a BN + IN job, in a process set up like the worker (``nice`` +10, one core fewer than the machine),
+so the figure is what a job in the app will take, not what the command line takes on an idle machine.
+The app starts it once (``start``) and the Train tab reads the file it writes (``read``).
+
+    python -m stylenet.jobs.estimate OUT.json PAINTING PRESET...   (started by the app, not by people)
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from ..files import replaced_atomically
+from .runner import worker_threads
+from .worker import WORKER_NICE
+
+ESTIMATE_FILE = "preset_times.json"
+NORMS = ("batch", "instance")
+
+
+def measure(painting: Path, presets: list[str]) -> dict[str, float]:
+    """Seconds a BN + IN job of each preset takes here: the trainer's step time times its steps."""
+    from ..runtime import pick_device
+    from ..step import StepMode, TrainStep, measure_step, new_run, style_targets
+    from ..train import PRESETS, Recipe
+    from ..vgg import STYLE_LAYERS, VGGFeatures
+
+    device = pick_device("auto")
+    mode = StepMode.fast(device)
+    seconds = {}
+    for name in presets:
+        recipe = Recipe(style=str(painting), content="", **PRESETS[name])
+        vgg = VGGFeatures.oxford(STYLE_LAYERS + (recipe.content_layer,)).to(device, memory_format=mode.memory_format)
+        step = TrainStep(recipe, vgg, style_targets(vgg, recipe.style, recipe.style_size, device), mode, device, None)
+        runs = [new_run(norm, recipe, mode, device, Path(os.devnull), Path(os.devnull)) for norm in NORMS]
+        seconds[name] = round(recipe.steps * measure_step(step, runs, recipe, mode), 1)
+    return seconds
+
+
+def start(folder: Path, painting: Path, presets: list[str]) -> None:
+    """Measure the presets in a background process unless this folder already has the figures (a
+    restart of the same server); its log goes beside the file."""
+    out = Path(folder) / ESTIMATE_FILE
+    if read(out) is not None:
+        return
+    with open(out.with_suffix(".log"), "w") as log:
+        subprocess.Popen([sys.executable, "-m", "stylenet.jobs.estimate", str(out), str(painting), *presets],
+                         stdout=log, stderr=subprocess.STDOUT)
+
+
+def read(path: Path) -> dict | None:
+    """What the measurement wrote: {"seconds": {preset: s}} or {"error": one line}; None while it runs."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def exit_with(parent: int) -> None:
+    """End this process when the app that started it has gone (a test's short-lived app included)."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def main(out: Path, painting: Path, presets: list[str]) -> int:
+    threading.Thread(target=exit_with, args=(os.getppid(),), daemon=True).start()
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
+    torch.set_num_threads(worker_threads())
+    try:
+        found: dict = {"seconds": measure(painting, presets), "threads": torch.get_num_threads()}
+    except Exception as exc:  # noqa: BLE001 - no VGG weights, no memory: the tab says so in one line
+        found = {"error": (str(exc).splitlines() or [type(exc).__name__])[0]}
+    with replaced_atomically(out) as tmp:
+        tmp.write_text(json.dumps(found))
+    return 0 if "seconds" in found else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]))
