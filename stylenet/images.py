@@ -32,9 +32,11 @@ class ImageError(ValueError):
     """An input that cannot be stylized; ``str()`` is the one-line reason shown to the user."""
 
 
-def open_image(source: str | Path | IO[bytes],
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, Image.Image | None]:
-    """Return (RGB image, alpha channel or None) for a path or binary file object."""
+def open_image(source: str | Path | IO[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
+               draft: tuple[int, int] | None = None) -> tuple[Image.Image, Image.Image | None]:
+    """Return (RGB image, alpha channel or None) for a path or binary file object. ``draft``: the size
+    the caller needs at most; a JPEG is then decoded at a reduced scale no smaller than it (Pillow's
+    draft mode: a fraction of the work, where the caller would shrink the picture anyway)."""
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload")
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -61,6 +63,8 @@ def open_image(source: str | Path | IO[bytes],
             raise ImageError(f"{name}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}")
         try:
             img.seek(0)  # animated GIF/WebP/APNG: first frame
+            if draft and img.format == "JPEG":
+                img.draft("RGB", draft)
             img.load()
             img = ImageOps.exif_transpose(img)
         except (OSError, ValueError, SyntaxError) as exc:
@@ -68,10 +72,11 @@ def open_image(source: str | Path | IO[bytes],
         return split_alpha(img)
 
 
-def open_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, Image.Image | None]:
+def open_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               draft: tuple[int, int] | None = None) -> tuple[Image.Image, Image.Image | None]:
     if not data:
         raise ImageError("upload: empty file")
-    return open_image(io.BytesIO(data), max_pixels)
+    return open_image(io.BytesIO(data), max_pixels, draft)
 
 
 def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:

@@ -554,6 +554,40 @@ def test_user_photos_are_decoded_safely_and_bad_archives_refused(tmp_path):
         import_photos([tmp_path / "fake.zip"], tmp_path / "fake")
 
 
+def test_training_photos_are_bounded_in_decoding_work_and_damage_is_one_line(tmp_path):
+    """A photo over ``photo_pixels`` (read from its header) is never decoded, a request decodes at most
+    ``photos_pixels`` in all, a gone client stops it between photos, and a damaged deflate stream in a zip
+    (zlib.error) is the zip's one-line refusal."""
+    from stylenet.images import open_image
+    from stylenet.jobs.photos import import_photos
+
+    from .conftest import smooth_image
+
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (4000, 3100)).save(flat)  # 12.4 MP of one colour: a few KB that take long to decode
+    with pytest.raises(JobError, match="none of the 1 files sent is a readable"):
+        import_photos([flat], tmp_path / "flat")
+    photos = zip_of(tmp_path / "three.zip", {f"p{i}.jpg": jpeg_bytes(i) for i in range(3)})  # 80x64 each
+    with pytest.raises(JobError, match="over 0 million pixels to decode in all"):
+        import_photos([photos], tmp_path / "many", Limits(photos_pixels=2 * 80 * 64 - 1))
+    assert import_photos([photos], tmp_path / "enough", Limits(photos_pixels=3 * 80 * 64)) == 3
+    asked = []
+    with pytest.raises(JobError, match="abandoned"):
+        import_photos([photos], tmp_path / "gone", stop=lambda: asked.append(1) or len(asked) > 1)
+    assert len(list((tmp_path / "gone").iterdir())) == 1  # one photo, then the client was gone
+    big = tmp_path / "big.jpg"
+    smooth_image(0, (2400, 2100)).save(big)
+    assert open_image(big, draft=(1024, 1024))[0].size == (1200, 1050)  # a JPEG decoded at half scale
+    assert import_photos([big], tmp_path / "draft") == 1
+    assert Image.open(tmp_path / "draft" / "00000.jpg").size == (1024, 896)
+    damaged = zip_of(tmp_path / "damaged.zip", {"p.jpg": bytes(range(256)) * 400})
+    data = bytearray(damaged.read_bytes())
+    data[30 + len("p.jpg") + 10:30 + len("p.jpg") + 40] = b"\xff" * 30  # inside the entry's deflate stream
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(JobError, match="damaged.zip: not a readable zip"):
+        import_photos([damaged], tmp_path / "damaged")
+
+
 def test_a_job_trains_on_the_user_s_own_photos(store, painting, tmp_path):
     archive = zip_of(tmp_path / "mine.zip", {f"p{i}.jpg": jpeg_bytes(i) for i in range(3)})
     job = store.submit(painting, "own", ["instance"], "quick", TINY, photos=[archive])

@@ -39,6 +39,8 @@ class Limits:
     queue_all: int = 20  # and everyone's together (each holds its painting and photos on disk)
     photos: int = 2000  # the user's own training photos: how many,
     photos_bytes: int = 512 * 2**20  # how many bytes in all (a zip's once unpacked),
+    photo_pixels: int = 12_000_000  # how many pixels one may have (read from its header),
+    photos_pixels: int = 1_000_000_000  # how many all of them decode to (at the reduced scale JPEGs decode to),
     zip_entries: int = 5000  # and how many files one zip may hold
 
 

@@ -2,7 +2,11 @@
 
 Every photo goes through the upload rules (``images.open_image``: the raster-format allowlist, the
 pixel cap read from the header, at most ``MAX_UPLOAD_BYTES`` a file) and is re-encoded as a JPEG
-into the job's ``photos/`` folder, so the trainer never reads a byte the user sent. A zip is read
+into the job's ``photos/`` folder, so the trainer never reads a byte the user sent. Decoding is the
+cost a few bytes can buy (a 131 KB single-colour PNG of 40 MP takes seconds), so a photo is capped
+at ``Limits.photo_pixels`` before it is decoded, a JPEG decodes at the reduced scale the job keeps,
+one request decodes at most ``Limits.photos_pixels`` in all, and a request whose client has gone
+(``stop``) ends between two photos. A zip is read
 entry by entry into memory, never extracted: its names are never used as paths, and one that tries
 to climb out (absolute, ``..``) refuses the whole archive, as does a zip bomb (more entries, or more
 bytes once inflated, than the limits allow, or a compression ratio no photo has).
@@ -10,36 +14,40 @@ bytes once inflated, than the limits allow, or a compression ratio no photo has)
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..data import IMAGE_SUFFIXES
-from ..images import (
-    MAX_UPLOAD_BYTES,
-    MAX_UPLOAD_PIXELS,
-    ImageError,
-    limit_size,
-    open_bytes,
-)
+from ..images import MAX_UPLOAD_BYTES, ImageError, limit_size, open_bytes
 from .job import JobError, Limits
 
 PHOTO_SIDE = 1024  # the longest side kept: training crops are at most 512 px
 MAX_RATIO = 100  # inflated / compressed bytes: photos barely compress, a bomb compresses 1000-fold
 
 
-def import_photos(sources: list[str | Path], folder: Path, limits: Limits = Limits()) -> int:
+def import_photos(sources: list[str | Path], folder: Path, limits: Limits = Limits(),
+                  stop: Callable[[], bool] = lambda: False) -> int:
     """Decode the user's photos and zips into ``folder`` as JPEGs; returns how many. An unreadable photo
-    is skipped; JobError (one line) when none is readable or an archive breaks the rules."""
+    (or one over ``limits.photo_pixels``) is skipped; JobError (one line) when none is readable, an
+    archive breaks the rules, the photos decode to more than ``limits.photos_pixels`` or ``stop()``
+    says the request's client has gone."""
     folder.mkdir(parents=True, exist_ok=True)
-    count = tried = 0
+    count = tried = decoded = 0
     budget = Budget(limits.photos_bytes)
     for source in sources:
         for name, data in photo_bytes(Path(source), limits, budget):
+            if stop():
+                raise JobError("training photos: the request was abandoned before its photos were read")
             tried += 1
             try:
-                img, _ = open_bytes(data, MAX_UPLOAD_PIXELS)
+                img, _ = open_bytes(data, limits.photo_pixels, draft=(PHOTO_SIDE, PHOTO_SIDE))
             except ImageError:
                 continue  # like the trainer's scan: an unreadable photo is skipped, not fatal
+            decoded += img.width * img.height
+            if decoded > limits.photos_pixels:
+                raise JobError(f"training photos: over {limits.photos_pixels / 1e6:,.0f} million pixels to decode in "
+                               "all; send fewer or smaller photos")
             if count >= limits.photos:
                 raise JobError(f"training photos: more than {limits.photos} photos; send at most {limits.photos}")
             limit_size(img, PHOTO_SIDE).save(folder / f"{count:05d}.jpg", quality=92)
@@ -74,7 +82,8 @@ def photo_bytes(source: Path, limits: Limits, budget: Budget) -> Iterator[tuple[
                     raise JobError(f"{source.name}: {entry.filename} is over the "
                                    f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB limit for one photo")
                 yield entry.filename, data
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error,
+            OSError) as exc:  # zlib.error: a damaged deflate stream; OSError: a damaged bzip2 or lzma one
         raise JobError(f"{source.name}: not a readable zip ({exc})") from None
 
 

@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -160,10 +160,12 @@ class JobStore:
     # -- requests ---------------------------------------------------------------------------
     def submit(self, painting: str | Path, name: str, norms: list[str], preset: str = "quick",
                overrides: dict[str, int] | None = None, preview_photo: str | Path | None = None,
-               owner: str = "", photos: list[str | Path] | None = None) -> Job:
+               owner: str = "", photos: list[str | Path] | None = None,
+               stop: Callable[[], bool] = lambda: False) -> Job:
         """Queue a job after checking everything that can be checked now; JobError says what is wrong.
         ``owner``: who may see and change it (the app passes its session's id; "" is the operator).
-        ``photos``: the user's own training photos (files, zips), else the store's folder."""
+        ``photos``: the user's own training photos (files, zips), else the store's folder; ``stop``: asked
+        between two of them, True ends the request (its client has gone)."""
         name = (name or "").strip() or Path(painting or "").stem
         try:
             check_style_name(name)
@@ -184,7 +186,7 @@ class JobStore:
         upload = self.root / f".photos-{secrets.token_hex(8)}"  # decoded before the lock: it can take a while
         try:
             if photos:
-                import_photos(photos, upload, self.limits)
+                import_photos(photos, upload, self.limits, stop)
             return self.queue_job(name, norms, preset, settings, img, preview_photo, owner, upload if photos else None)
         finally:
             shutil.rmtree(upload, ignore_errors=True)
