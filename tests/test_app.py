@@ -18,7 +18,7 @@ from gradio_client import Client, handle_file
 from PIL import Image, ImageChops
 
 from stylenet.checkpoint import read_metadata
-from stylenet.jobs import JobStore
+from stylenet.jobs import JobStore, estimate
 from stylenet.weights import build_manifest, load_manifest
 
 from . import helpers
@@ -27,6 +27,8 @@ from .conftest import ROOT, make_checkpoint, smooth_image
 # The README's screenshot:
 # STYLENET_SCREENSHOT=docs/figures/app_screenshot.png STYLENET_TEST_WEIGHTS=weights pytest -k browser
 REAL_WEIGHTS = os.environ.get("STYLENET_TEST_WEIGHTS")
+STARRY_TITLE = "Vincent van Gogh, The Starry Night (1889)"  # the manifest's title, what the style lists show
+PRESET_SECONDS = {"quick": 1500.0, "standard": 7500.0}  # what the app shows as "about 25 min", "about 2 h 05 min"
 
 
 def app_folders(root: Path) -> dict[str, Path]:
@@ -40,7 +42,10 @@ def app_folders(root: Path) -> dict[str, Path]:
     photos.mkdir()
     for i in range(4):
         smooth_image(i, (96, 80)).save(photos / f"p{i}.jpg")
-    return {"weights": weights, "models": root / "models", "photos": photos}
+    models = root / "models"
+    models.mkdir()  # with the preset times written, as a restarted server has them: no measurement to wait for
+    (models / estimate.ESTIMATE_FILE).write_text(json.dumps({"seconds": PRESET_SECONDS}))
+    return {"weights": weights, "models": models, "photos": photos}
 
 
 @contextmanager
@@ -70,6 +75,7 @@ def app_url(folders, app_log):
 def make_tiny_weights(weights: Path) -> None:
     (weights / "styles").mkdir()
     shutil.copy(ROOT / "weights" / "styles" / "starry_night.jpg", weights / "styles")
+    (weights / "styles" / "SOURCES.csv").write_text(f"file,painting,license\nstarry_night.jpg,\"{STARRY_TITLE}\",pd\n")
     for style, norms in {"starry_night": ("batch", "instance", "layer"), "great_wave": ("batch", "instance")}.items():
         for norm in norms:
             make_checkpoint(weights / f"{style}_{norm}.safetensors", norm, style=style)
@@ -537,14 +543,95 @@ def second_browser_sees_and_touches_nothing(browser, url, folders):
     page.locator("#job-status").get_by_text("No job yet").wait_for(timeout=30_000)
     page.wait_for_timeout(2500)  # a refresh or two
     assert page.locator("#job-previews img").count() == 0 and "browser_tiny" not in page.content()
-    page.locator("#job-select input").fill(job_id)
-    page.locator("#job-select input").press("Enter")
-    page.click("#delete-btn")  # (a refresh may have emptied the field meanwhile: refused either way)
-    page.get_by_text(re.compile(r"no job '")).first.wait_for(timeout=30_000)
+    refused = page.get_by_text(f"no job '{job_id}'")
+    for _ in range(5):  # a refresh may empty the field before Delete reads it: until the id itself is refused
+        page.locator("#job-select input").fill(job_id)
+        page.locator("#job-select input").press("Enter")
+        assert not page.locator("#delete-btn").is_visible()  # nothing to delete is offered for another's id
+        page.locator("#delete-btn").dispatch_event("click")  # pressed all the same (hidden, still in the page)
+        page.wait_for_timeout(3000)
+        if refused.count():
+            break
+    assert refused.count(), "the job's id never reached the server's Delete"
     assert (folders["models"] / job_id / "job.json").is_file()
     page.get_by_role("tab", name="Compare").click()
     page.get_by_label("Style", exact=True).first.click()
-    page.get_by_role("option", name="starry_night").first.wait_for(timeout=30_000)
+    page.get_by_role("option", name=STARRY_TITLE).first.wait_for(timeout=30_000)
     page.wait_for_timeout(6000)  # past a tick of the style lists
     assert page.get_by_role("option", name="browser_tiny (user-trained)").count() == 0
+    page.context.close()
+
+
+# -- A first visit, at a desktop's width and a phone's: one app, one browser, every tab read as a newcomer -------
+@pytest.fixture(scope="module")
+def browser():
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("no Debian chromium (setup.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = chromium(p)
+        yield launched
+        launched.close()
+
+
+def fully_visible(page, selector: str) -> bool:
+    """Every element ``selector`` matches is shown and lies inside the box of its nearest block."""
+    return page.evaluate("""s => [...document.querySelectorAll(s)].every(e => {
+        const r = e.getBoundingClientRect(), b = e.closest('.block').getBoundingClientRect();
+        return r.width > 0 && r.height > 0 && r.left >= b.left - 1 && r.right <= b.right + 1
+            && r.top >= b.top - 1 && r.bottom <= b.bottom + 1; })""", selector)
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_browser_first_visit_explains_itself(app_url, folders, browser, width, tmp_path):
+    """What a newcomer sees before doing anything, then one run of Why IN?: an example result with what
+    to look for, BN and IN named on the picture, the painting's title, no empty result boxes, captions
+    inside their pictures, a verdict per experiment, why the webcam cannot start, where training photos
+    come from and how long each preset takes here, only the buttons that apply, and no sideways scrolling."""
+    example = Image.open(ROOT / "examples" / "skimage_chelsea.jpg").size
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+    page.goto(app_url)
+    page.locator("#bn-in-slider img").nth(1).wait_for(timeout=60_000)
+    assert [t.inner_text().strip() for t in page.get_by_role("tab").all() if t.is_visible()] == [
+        "Compare", "Why IN?", "Video", "Webcam", "Train a style", "Training report"]  # none behind "…"
+    page.wait_for_function("() => [...document.querySelectorAll('#bn-in-slider img')].every(i => i.naturalWidth)")
+    sizes = page.evaluate("[...document.querySelectorAll('#bn-in-slider img')].map(i => [i.naturalWidth, "
+                          "i.naturalHeight, i.getBoundingClientRect().width])")
+    assert [tuple(s[:2]) for s in sizes] == [example] * 2
+    assert all(shown <= natural + 1 for natural, _, shown in sizes)  # never enlarged
+    halves = page.evaluate("""() => { const w = document.querySelector('#bn-in-slider .slider-wrap > .wrap');
+        return [getComputedStyle(w, '::before').content, getComputedStyle(w, '::after').content]; }""")
+    assert halves == ['"Batch Norm"', '"Instance Norm"']
+    assert "What to look for" in page.locator("#look-for").inner_text()
+    assert f"{example[0]}x{example[1]} px, 3 models · {STARRY_TITLE}" in page.locator("#compare-note").inner_text()
+    assert page.get_by_label("Style", exact=True).first.input_value() == STARRY_TITLE
+    assert page.locator("#all-results img").count() == 3 and fully_visible(page, "#all-results .caption-label")
+    page.screenshot(path=str(tmp_path / f"compare_{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+    page.get_by_role("tab", name="Why IN?").click()
+    assert not page.locator("#why-in-results").is_visible()  # no empty boxes before a run
+    page.click("#why-in-btn")
+    page.get_by_text("Verdict (e):").wait_for(timeout=120_000)
+    for name in "abce":
+        assert page.get_by_text(f"Verdict ({name}):").is_visible()
+    page.wait_for_function("() => document.querySelectorAll('.whole-gallery .caption-label').length == 13")
+    assert fully_visible(page, ".whole-gallery .caption-label")
+    assert page.get_by_text("BN while training").is_visible() and page.get_by_text("BN in use, after training").is_visible()
+    page.screenshot(path=str(tmp_path / f"why_in_{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+    page.get_by_role("tab", name="Webcam").click()
+    assert "No camera found on this device" in page.locator("#webcam-help").inner_text()  # no fake camera here
+    assert re.search(r"expect about \d+\.\d frames a second", page.get_by_text("Live stylization").inner_text())
+
+    page.get_by_role("tab", name="Train a style").click()
+    intro = page.locator("#train-intro").inner_text()
+    assert "Training photos: unless you add your own below, the 4 photos of this server's training folder (photos)" in intro
+    assert "quick about 25 min · standard about 2 h 05 min" in page.locator("#preset-times").inner_text()
+    page.locator("#job-status").get_by_text("No job yet").wait_for(timeout=30_000)
+    assert not any(page.locator(b).is_visible() for b in ("#cancel-btn", "#resume-btn", "#delete-btn"))
+    assert page.locator("#train-preview-photo").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.context.close()
