@@ -1,10 +1,10 @@
 """Many users, one server: who owns a request, what skips the queue, what nobody can bypass."""
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import gradio as gr
 import httpx
-import pytest
 from gradio_client import Client, handle_file
 
 from stylenet.app.sessions import LOCAL, TOKEN, Sessions, owner_id
@@ -90,3 +90,53 @@ def test_two_owners_may_name_a_style_alike_and_a_painting_loads_no_model(tmp_pat
     assert loads == []  # the dropdown's thumbnail is a light request: no model read for it
     registry.shared = True  # everyone's styles for all: the owner's own comes first, else the oldest
     assert registry.view("bob")["sunset"] == "job-b" and registry.view("carol")["sunset"] == "job-a"
+
+
+def test_no_server_path_reaches_a_client_in_an_error():
+    from stylenet.app.errors import hide_paths, user_error
+
+    assert hide_paths("training photos: folder /srv/my photos/train does not exist (start the app with "
+                      "--train-photos DIR)") == ("training photos: folder train does not exist (start the app "
+                                                 "with --train-photos DIR)")
+    assert hide_paths("STYLENET_VGG_H5 points to /home/a b/nope.h5, which does not exist") == (
+        "STYLENET_VGG_H5 points to nope.h5, which does not exist")
+    assert hide_paths("a jpg/png/webp photo; 1/2 done; 'x/y'") == "a jpg/png/webp photo; 1/2 done; 'x/y'"
+    assert user_error("cannot read '/tmp/gradio/ab cd/holiday.jpg'").message == "cannot read 'holiday.jpg'"
+
+
+def test_a_client_watch_follows_this_request_s_own_event():
+    """Two events of one session and endpoint (two tabs, or one tab twice): each request watches its own."""
+    from types import SimpleNamespace
+
+    from stylenet.app.sessions import client_watch
+
+    first, second = (SimpleNamespace(request=object(), alive=True, session_hash="s") for _ in range(2))
+    queue = SimpleNamespace(active_jobs=[[first], [second]])
+    blocks = SimpleNamespace(_queue=queue)
+    watch = client_watch(blocks, SimpleNamespace(request=second.request, session_hash="s"))
+    assert not watch()
+    second.alive = False  # the second client left; the first is still there
+    assert watch()
+    assert not client_watch(blocks, SimpleNamespace(request=first.request, session_hash="s"))()
+    assert not client_watch(blocks, SimpleNamespace(request=object(), session_hash="s"))()  # unknown: there
+
+
+def test_a_pasted_picture_s_file_goes_with_the_cache_retention():
+    import base64
+    import io
+
+    from gradio.data_classes import FileData
+    from gradio.route_utils import delete_files_created_by_app
+    from PIL import Image
+
+    from stylenet.app.uploads import safe_preprocess
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    with gr.Blocks() as demo:
+        image = safe_preprocess(gr.Image(type="filepath", sources=["clipboard"]))
+    path = image.preprocess(FileData(path="paste.png", url="data:image/png;base64,"
+                                     + base64.b64encode(png.getvalue()).decode()))
+    assert Image.open(path).size == (8, 8)
+    delete_files_created_by_app(demo, None)  # what the app's delete_cache runs for files past their age
+    assert not Path(path).exists()

@@ -145,6 +145,30 @@ def test_the_watchdog_ends_a_worker_stuck_in_one_long_call_before_its_first_step
     assert time.monotonic() - start < 30  # the grace (3 s) and the interpreter's start, not the 120 s call
 
 
+def test_a_sigterm_during_one_long_torch_call_ends_the_worker_within_seconds(tmp_path):
+    """A Python signal handler waits for the main thread to leave its C call (here one torch call of about
+    a minute); the watchdog reads the signal from the wakeup pipe the moment it arrives."""
+    import subprocess
+    import sys
+
+    from stylenet.jobs.worker import STOP_GRACE_S
+
+    script = ("import sys, threading, torch; from pathlib import Path; from stylenet.jobs.worker import StopCheck\n"
+              "torch.set_num_threads(1); stop = StopCheck(Path(sys.argv[1]))\n"
+              "threading.Thread(target=stop.watchdog, args=(lambda r: print('recorded', r, flush=True),),"
+              " daemon=True).start()\n"
+              "print('ready', flush=True); torch.linalg.matrix_power(torch.eye(1500), 2**62 - 1); print('not stopped')")
+    worker = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO)
+    assert worker.stdout.readline() == "ready\n"
+    time.sleep(0.5)  # inside the long call
+    worker.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    out, _ = worker.communicate(timeout=120)
+    assert out == "recorded interrupted\n" and worker.returncode == 0
+    assert time.monotonic() - sent < STOP_GRACE_S + 5  # the grace, not the minute the call takes
+
+
 def test_a_worker_that_dies_leaves_an_interrupted_resumable_job(store, painting):
     job = store.submit(painting, "killed", ["instance"], "quick", TINY)
     runner = Runner(store)

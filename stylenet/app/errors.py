@@ -6,12 +6,24 @@ line and shown as one line; anything else a handler raises is still a bug and ke
 """
 from __future__ import annotations
 
+import re
 import sys
 
 import gradio as gr
 
+# An absolute path: from a "/" that starts a word to its last "/" (spaces allowed: folder names have
+# them), never past a quote or the line's end.
+SERVER_PATH = re.compile(r"(?<![\w.~])/(?:[^'\"/\n]+/)+")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute path cut to its last part: a message a worker or the store wrote
+    (an exception's text) may name server folders, which no client is told."""
+    return SERVER_PATH.sub("", text)
+
 
 def user_error(message: str) -> gr.Error:
-    """The error to raise for a request the user can fix: logged as one line, shown in the UI."""
+    """The error to raise for a request the user can fix: logged as one line, shown in the UI without
+    any server path (``hide_paths``)."""
     print(f"stylenet app: refused: {message}", file=sys.stderr, flush=True)
-    return gr.Error(message, print_exception=False)
+    return gr.Error(hide_paths(message), print_exception=False)

@@ -80,7 +80,7 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int 
             wstyle = webcam_tab(styles, sessions, heavy, demo)
         if jobs is not None:
             with gr.Tab("Train a style"):
-                train_tab(jobs, styles, sessions, files, heavy)
+                train_tab(jobs, styles, sessions, files, heavy, demo)
             style_lists(styles, sessions, [(style, lambda norms: True), (xstyle, has_pair), (vstyle, has_pair),
                                            (wstyle, has_pair)])
         with gr.Tab("Training report"):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -84,3 +86,25 @@ class Sessions:
         with self.lock:
             known = self.owners.get(request.session_hash)
         return known or owner_id("session", request.session_hash)
+
+
+def client_watch(blocks: gr.Blocks | None, request: gr.Request | None) -> Callable[[], bool]:
+    """A check whether the client of this request has gone away.
+
+    Gradio marks a client's events not alive when its connection closes (and drops a cancelled
+    one from its active jobs), but a function already running in a thread goes on regardless; a
+    long one asks this between batches. The request's own event is the one whose HTTP request is
+    this request's (the same session may have others running: another tab, the same endpoint twice).
+    Reads the queue's own records (``Blocks._queue``, not a public API): when they cannot be found,
+    the client is taken to be there, and the log says so.
+    """
+    queue = getattr(blocks, "_queue", None)
+    http = getattr(request, "request", None)
+    mine = [event for job in getattr(queue, "active_jobs", None) or [] if job for event in job
+            if http is not None and event.request is http]
+    if not mine:
+        print("stylenet app: warning: this request's event is not in the queue's records; its work cannot stop "
+              "when its client leaves", file=sys.stderr, flush=True)
+        return lambda: False
+    event = mine[0]
+    return lambda: not event.alive or not any(job and event in job for job in queue.active_jobs)

@@ -11,7 +11,6 @@ results area before they are shown: nothing is served from the models folder.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,23 +25,14 @@ from ..jobs.job import queue_positions, read_events
 from ..norms import NORM_KINDS, NORMS, norm_label
 from ..train import PRESETS
 from ..units import duration
-from .errors import user_error
+from .errors import hide_paths, user_error
 from .queueing import LIGHT
-from .sessions import Sessions
+from .sessions import Sessions, client_watch
 from .styles import StyleRegistry
 from .uploads import ResultFiles, photo_input
 
 REFRESH_S = 2.0  # the live view's refresh period
 LOSS_COLUMNS = ("step", "loss", "curve")
-SERVER_PATH = re.compile(r"(?<![\w.~])/(?:[^\s'\"/]+/)+(?=[^\s'\"/]*)")
-
-
-def hide_paths(text: str) -> str:
-    """``text`` with every absolute path cut to its last part: a message a worker or the store wrote
-    (an exception's text) may name server folders, which no client is told."""
-    return SERVER_PATH.sub("", text)
-
-
 def tint(color: str, amount: float = 0.55) -> str:
     """``color`` mixed with white: a norm's content curve beside its darker style curve."""
     rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
@@ -162,9 +152,11 @@ def actions(job: Job | None) -> tuple[bool, bool, bool]:
     return active, job is not None and not active and job.resumable, job is not None and not active
 
 
-def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict) -> None:
+def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,
+              blocks: gr.Blocks | None = None) -> None:
     """Build the tab inside the caller's ``gr.Tab``. ``heavy``: the app-wide concurrency group (a
-    submission decodes the painting and the photos)."""
+    submission decodes the painting and the photos); ``blocks``: the app, whose queue says when a
+    submission's client left (its photos stop being decoded)."""
     limits = store.limits
     gr.Markdown("Upload a painting and train your own style. Every chosen norm trains **on the same batches** "
                 "of photos, side by side: watch Instance Norm find the style while Batch Norm lags. One job "
@@ -215,7 +207,8 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
         try:
             job = store.submit(painting_path, style_name, list(chosen or []), preset_name,
                                {"steps": n_steps, "image_size": size, "width": net_width}, preview_path,
-                               owner=sessions.owner(request), photos=list(photo_paths or []))
+                               owner=sessions.owner(request), photos=list(photo_paths or []),
+                               stop=client_watch(blocks, request))
         except JobError as exc:
             raise user_error(str(exc)) from None
         position = store.position(job)

@@ -52,7 +52,8 @@ def safe_preprocess(component: gr.Image) -> gr.Image:
     Gradio's own preprocessing calls ``PIL.Image.open`` with every plugin enabled and no pixel cap
     of ours. An uploaded file's path is passed on as it is; a picture sent inline (a data: URL: a
     paste from the clipboard, a webcam frame) is written, undecoded and within the upload byte limit,
-    to a file in Gradio's cache (cleared with it). Either way it is decoded once, in ``read_upload``,
+    to a file in Gradio's cache, registered as the component's own temporary file so that the cache's
+    retention (``delete_cache``: files over an hour old) removes it like any upload. Either way it is decoded once, in ``read_upload``,
     through the raster-format allowlist and behind the pixel-count guard.
     """
     def preprocess(payload):
@@ -72,6 +73,7 @@ def safe_preprocess(component: gr.Image) -> gr.Image:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{uuid.uuid4().hex}.img"
         path.write_bytes(data)
+        component.temp_files.add(str(path))
         return str(path)
 
     component.preprocess = preprocess

@@ -28,7 +28,7 @@ from ..stylize import Stylizer
 from ..temporal import STABILIZERS, stabilized
 from ..video import VideoError, VideoLimits, probe, stylize_video
 from .errors import user_error
-from .sessions import LOCAL, Sessions
+from .sessions import LOCAL, Sessions, client_watch
 from .styles import PAIR, Style, StyleRegistry, has_pair, pair_of, style_dropdown
 from .uploads import ResultFiles, read_upload, safe_preprocess
 
@@ -44,24 +44,6 @@ WEBCAM_SIDE = 256
 
 class ClientGone(Exception):
     """The request's client disconnected: its work stops (and leaves no file)."""
-
-
-def client_watch(blocks: gr.Blocks | None, request: gr.Request | None, api_name: str) -> Callable[[], bool]:
-    """A check whether the client of this request has gone away.
-
-    Gradio marks a client's events not alive when its connection closes (and drops a cancelled
-    one from its active jobs), but a function already running in a thread goes on regardless; a
-    long one asks this between batches. Reads the queue's own records (``Blocks._queue``, not a
-    public API): when they cannot be found, the client is taken to be there.
-    """
-    queue = getattr(blocks, "_queue", None)
-    session = getattr(request, "session_hash", None)
-    mine = [event for job in getattr(queue, "active_jobs", None) or [] if job for event in job
-            if event.session_hash == session and getattr(event.fn, "api_name", None) == api_name]
-    if not mine:
-        return lambda: False
-    event = mine[0]
-    return lambda: not event.alive or not any(job and event in job for job in queue.active_jobs)
 
 
 def frame_side(side: Any) -> int:
@@ -146,7 +128,7 @@ def video_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, h
         owner = sessions.owner(request)
         try:
             return stylize_pair(clip, style, side, smooth, registry.view(owner), files, progress, owner,
-                                client_watch(blocks, request, "video"))
+                                client_watch(blocks, request))
         except ClientGone:
             print("stylenet app: a video stopped: its client went away", file=sys.stderr, flush=True)
             return gr.skip(), gr.skip(), gr.skip()

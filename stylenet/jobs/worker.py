@@ -51,6 +51,11 @@ class StopCheck:
     forward hook) and raises ``Stopped``: at once before the first step, after ``STOP_GRACE_S`` during
     one (a step that ends within it stops at its end, with a checkpoint of that step). Before the first
     step a ``watchdog`` thread also covers a single call too long for the hook to come round.
+
+    A signal's Python handler runs only in the main thread, between two bytecodes: never while the
+    main thread is inside one long C call (a torch op). So the signals are also written to a pipe the
+    moment they arrive (``signal.set_wakeup_fd``: done by the C-level handler), which ``reason`` reads
+    from any thread, the watchdog's included.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -63,6 +68,10 @@ class StopCheck:
         self.ending = threading.Lock()  # held by whichever of the main thread and the watchdog records the stop
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.on_signal)
+        self.wakeup, write = os.pipe()
+        os.set_blocking(self.wakeup, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
     def watchdog(self, stopped: Callable[[str], None]) -> None:
         """Until the first step ends, a stop the trainer has not honoured within ``STOP_GRACE_S`` (the
@@ -92,11 +101,20 @@ class StopCheck:
     def on_signal(self, signum: int, frame: Any) -> None:
         self.signalled = True
 
+    def signal_arrived(self) -> bool:
+        """Whether SIGTERM or SIGINT has come, even if its Python handler has not run yet."""
+        try:
+            arrived = os.read(self.wakeup, 64)
+        except BlockingIOError:
+            arrived = b""
+        self.signalled = self.signalled or any(byte in (signal.SIGTERM, signal.SIGINT) for byte in arrived)
+        return self.signalled
+
     @property
     def reason(self) -> str | None:
         if self.flag.exists():
             return "cancelled"
-        if self.signalled or os.getppid() != self.parent:
+        if self.signal_arrived() or os.getppid() != self.parent:
             return "interrupted"
         return None
 
