@@ -1,7 +1,8 @@
 """Who is asking: every browser (or API client) is an owner, and sees and changes only what it made.
 
-A browser keeps a random token in its own storage (``gr.BrowserState``, encrypted with the app's
-secret), so a reload, or a restart of the app, keeps its jobs and styles. The page sends the token
+A browser keeps a random token in its own storage (``gr.BrowserState``), so a reload, or a restart of
+the app, keeps its jobs and styles. Gradio encrypts it with the app's secret but sends that secret to
+every page (``/config``): the token is protected only as well as the browser's storage is. The page sends the token
 once, when it loads (``start``); after that every request of the page is matched to it through
 Gradio's ``session_hash``, so the API's parameters stay as they were. A client that never loaded the
 page (``gradio_client``, raw HTTP) is owned by its ``session_hash`` alone: one ``Client`` is one owner.
