@@ -108,7 +108,7 @@ def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
     pair, gallery, note, _ = compare(styles, ResultFiles(), str(photo), "starry_night")
     assert [Image.open(p).size for p in pair] == [(120, 90)] * 2
     assert [caption.split(" ")[0] for _, caption in gallery] == ["BN", "IN", "LN"]
-    assert note.startswith("120x90 px, 3 models · starry_night · shown at its own size") and "never enlarged" in note
+    assert note.startswith(f"120x90 px, 3 models · {STARRY_TITLE} · shown at its own size") and "never enlarged" in note
     assert [Path(p).name for p, _ in gallery] == [f"photo_starry_night_{n}.png" for n in ("batch", "instance", "layer")]
     for bad in ({"max_side": float("nan")}, {"max_side": "big"}, {"strength": float("nan")}, {"strength": 2}):
         with pytest.raises(gr.Error):
