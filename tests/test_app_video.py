@@ -46,7 +46,7 @@ def test_webcam_frames_get_the_uploads_decoder_and_caps(tmp_path, monkeypatch):
     PILImage.new("1", (8800, 8800)).save(huge)
     registry = StyleRegistry({"stripes": SimpleNamespace(models={}, painting=None)}, lambda found: None)
     with gr.Blocks() as demo:
-        ui_video.webcam_tab(registry, Sessions(), {})
+        ui_video.webcam_tab(registry, Sessions(), {}, demo)
     cam = next(b for b in demo.blocks.values() if isinstance(b, gr.Image) and b.streaming)
     inline = "data:image/png;base64," + base64.b64encode(huge.read_bytes()).decode()
     decoded = []
