@@ -505,7 +505,8 @@ def test_a_refresh_of_the_train_tab_reads_each_job_once(tmp_path, painting, phot
     monkeypatch.setattr(Job, "load", classmethod(lambda cls, folder: reads.append(folder) or load(cls, folder)))
     registry = StyleRegistry({}, lambda style: style.name, store)
     files = ResultFiles()
-    _, status, _, _, history, drawn = train_tab.live_view(store, registry, files, "", None, {})
+    view = train_tab.live_view(store, registry, files, "", None, {})
+    status, history, drawn = view[1], view[4], view[-1]
     assert len(reads) <= len(made)  # was: every job again for the registry, and for each job's queue position
     assert "position **1** in the queue" in status and "(position 6)" in history
     assert drawn["jobs"] == [(j.id, "queued", i) for i, j in enumerate(made, 1)]
@@ -514,7 +515,8 @@ def test_a_refresh_of_the_train_tab_reads_each_job_once(tmp_path, painting, phot
     again = train_tab.live_view(store, registry, files, "", None, drawn)
     assert reads == [made[0].folder]  # only the job.json that changed is parsed again
     assert "cancelled" in again[4]
-    _, status, _, _, history, drawn = train_tab.live_view(store, registry, files, "someone else", None, {})
+    view = train_tab.live_view(store, registry, files, "someone else", None, {})
+    status, history, drawn = view[1], view[4], view[-1]
     assert drawn["jobs"] == [] and history == "" and status.startswith("No job yet")  # nobody else's jobs
 
 
