@@ -30,7 +30,8 @@ def one_rank_group(tmp_path):
     dist.destroy_process_group()
 
 
-def test_synchronized_bn_of_one_rank_is_batchnorm_forward_backward_and_running_stats(one_rank_group):
+def batchnorm_pair() -> tuple[nn.BatchNorm2d, SyncBatchNorm2d]:
+    """A BatchNorm2d with non-trivial affine weights and a synchronized copy of it."""
     torch.manual_seed(0)
     plain = nn.BatchNorm2d(5).train()
     with torch.no_grad():
@@ -38,6 +39,11 @@ def test_synchronized_bn_of_one_rank_is_batchnorm_forward_backward_and_running_s
         plain.bias.uniform_(-1, 1)
     sync = SyncBatchNorm2d.replacing(nn.BatchNorm2d(5))
     sync.load_state_dict(plain.state_dict())
+    return plain, sync
+
+
+def test_synchronized_bn_of_one_rank_is_batchnorm_forward_backward_and_running_stats(one_rank_group):
+    plain, sync = batchnorm_pair()
     x = (torch.randn(4, 5, 6, 7) * 3 + 1).requires_grad_()
     xs = x.detach().clone().requires_grad_()
     weights = torch.randn(4, 5, 6, 7)
@@ -56,13 +62,7 @@ def half_of_a_batchnorm_step(rank, rendezvous, results):
     against BatchNorm2d on the whole batch (input and weight gradients, running statistics)."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=2)
-    torch.manual_seed(0)
-    plain = nn.BatchNorm2d(5).train()
-    with torch.no_grad():
-        plain.weight.uniform_(0.5, 2)
-        plain.bias.uniform_(-1, 1)
-    sync = SyncBatchNorm2d.replacing(nn.BatchNorm2d(5))
-    sync.load_state_dict(plain.state_dict())
+    plain, sync = batchnorm_pair()
     x = (torch.randn(4, 5, 6, 7) * 3 + 100).requires_grad_()
     weights = torch.randn(4, 5, 6, 7)
     (plain(x) * weights).sum().backward()
