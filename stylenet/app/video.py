@@ -28,6 +28,7 @@ from ..stylize import Stylizer
 from ..temporal import STABILIZERS, stabilized
 from ..video import VideoError, VideoLimits, probe, stylize_video
 from .errors import user_error
+from .queueing import LIGHT
 from .sessions import LOCAL, Sessions, client_watch
 from .styles import PAIR, Style, StyleRegistry, has_pair, pair_of, style_dropdown
 from .uploads import ResultFiles, read_upload, safe_preprocess
@@ -133,7 +134,9 @@ def video_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, h
             print("stylenet app: a video stopped: its client went away", file=sys.stderr, flush=True)
             return gr.skip(), gr.skip(), gr.skip()
 
-    run.click(handler, [clip, style, side, smooth], [bn, inorm, note], api_name="video", **heavy)
+    # the last clip's videos and note go first, so a failed run never sits under an old success
+    run.click(lambda: (None, None, ""), None, [bn, inorm, note], api_name=False, show_progress="hidden",
+              **LIGHT).then(handler, [clip, style, side, smooth], [bn, inorm, note], api_name="video", **heavy)
     return style
 
 
