@@ -59,9 +59,10 @@ FLICKER_DETAIL = (
 
 def verdict(name: str, expected: str, otherwise: str, more: tuple[str, float], less: tuple[str, float]) -> str:
     """One plain line on how the experiment came out on this photo: ``expected`` when ``more`` (a label
-    and its number) is the larger, as the norms predict, ``otherwise`` when this photo says else."""
+    and its number) is the larger as shown (three decimals), as the norms predict, ``otherwise`` when
+    this photo says else: a verdict never contradicts the numbers beside it."""
     (a, x), (b, y) = more, less
-    return f"**Verdict ({name}):** {expected if x > y else otherwise} ({a} {x:.3f}, {b} {y:.3f})."
+    return f"**Verdict ({name}):** {expected if round(x, 3) > round(y, 3) else otherwise} ({a} {x:.3f}, {b} {y:.3f})."
 
 
 def experiments(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str,
