@@ -509,9 +509,14 @@ def test_browser_trains_a_style_and_shows_it_live(app_url, folders, painting, tm
         presets = page.locator('#train-preset [data-testid$="-radio-label"]').all_inner_texts()
         assert [text.strip() for text in presets] == ["quick", "standard"]  # "full" is over the 20,000-step limit
         page.get_by_role("button", name="Training settings").click()
-        for label, value in zip(("Steps", "Training crop size", "Network width"), TINY_SETTINGS):
-            page.get_by_label(label).fill(str(value))
-        page.wait_for_timeout(1000)
+        tiny = dict(zip(("Steps", "Training crop size", "Network width"), map(str, TINY_SETTINGS)))
+        for _ in range(5):  # typed, committed (Tab) and still there a second later: nothing reset them
+            for label, value in tiny.items():
+                page.get_by_label(label).fill(value)
+                page.get_by_label(label).press("Tab")
+            page.wait_for_timeout(1000)
+            if all(page.get_by_label(label).input_value() == value for label, value in tiny.items()):
+                break
         page.click("#train-btn")
         status = page.locator("#job-status")
         status.get_by_text("browser_tiny — done").wait_for(timeout=600_000)

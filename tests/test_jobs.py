@@ -199,7 +199,7 @@ def test_requests_are_refused_with_one_clear_line(tmp_path, store, painting, pho
     bad.write_bytes(b"this is not a jpeg")
     refusals = {
         "holiday.jpg: not an image in a supported format": dict(painting=bad),
-        "upload a painting first": dict(painting=None),
+        "upload a painting first": dict(painting=None, name=""),  # an empty form: the painting named first
         "steps must be 1 to 20000 (got 20001)": dict(overrides={"steps": 20001}),
         "image size must be 32 to 512 (got 1024)": dict(overrides={"image_size": 1024}),
         "width must be 4 to 64 (got 128)": dict(overrides={"width": 128}),

@@ -166,7 +166,8 @@ class JobStore:
         ``owner``: who may see and change it (the app passes its session's id; "" is the operator).
         ``photos``: the user's own training photos (files, zips), else the store's folder; ``stop``: asked
         between two of them, True ends the request (its client has gone)."""
-        name = (name or "").strip() or Path(painting or "").stem
+        img = self.open_painting(painting)  # first: an empty form is told what it lacks first
+        name = (name or "").strip() or Path(painting).stem
         try:
             check_style_name(name)
         except ValueError as exc:
@@ -179,7 +180,6 @@ class JobStore:
         if preset not in PRESETS:
             raise JobError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         settings = self.settings(preset, overrides or {})
-        img = self.open_painting(painting)
         problem = (None if photos else check_photos(self.photos)) or check_vgg()
         if problem:
             raise JobError(problem)
