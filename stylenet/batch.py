@@ -127,6 +127,16 @@ def stylize_file(source: Source, target: Path, stylizer: Stylizer, options: Opti
         out.save(tmp, FORMATS[options.format], quality=options.quality)
 
 
+def attempt(job: Job, stylizer: Stylizer, options: Options) -> str | None:
+    """``stylize_file`` for one job, as either engine runs it: None when it was written, else the
+    failure line (one file fails, the batch goes on)."""
+    try:
+        stylize_file(job.source, job.target, stylizer, options)
+    except FILE_ERRORS as exc:  # e.g. out of memory: report, keep going
+        return failure_line(job.source, exc)
+    return None
+
+
 def failure_line(source: Source, exc: Exception) -> str:
     """A failure as one line: a reason of ours as it is, anything else after the file's name."""
     return str(exc) if isinstance(exc, (ImageError, VideoError, SourceError)) else f"{source}: {exc}"

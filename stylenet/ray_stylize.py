@@ -5,7 +5,7 @@ that would overwrite inputs; absolute paths), leaves out those that exist (a sto
 and hands the rest to ``map_batches`` over a pool of actors. Each actor loads the models once (bf16
 and channels_last where its device supports them, as ``Stylizer`` decides; one GPU per actor where the
 cluster has GPUs and ``--device`` allows them) and stylizes each file with the local engine's own
-``batch.stylize_file``, so a bad file fails with the same one line. Without an address a local Ray is
+``batch.attempt`` (``stylize_file``), so a bad file fails with the same one line. Without an address a local Ray is
 started for the run and stopped after it. Local paths must be visible to every node (one machine, or
 a shared filesystem); an actor that cannot see the output folder refuses to start.
 """
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .batch import FILE_ERRORS, Job, Options, failure_line, stylize_file
+from .batch import Job, Options, attempt
 from .sources import Source
 from .stylize import Stylizer
 from .weights import resolve
@@ -45,12 +45,8 @@ class StylizeActor:
         errors = []
         for path, root, remote, label, model, target in zip(rows["path"], rows["root"], rows["remote"],
                                                          rows["label"], rows["model"], rows["target"]):
-            source = Source(PurePath(path), PurePath(root), remote or None, label or None)
-            try:
-                stylize_file(source, Path(target), self.stylizers[model], self.options)
-                errors.append("")
-            except FILE_ERRORS as exc:
-                errors.append(failure_line(source, exc))
+            job = Job(Source(PurePath(path), PurePath(root), remote or None, label or None), model, Path(target))
+            errors.append(attempt(job, self.stylizers[model], self.options) or "")
         return {"target": rows["target"], "error": np.array(errors, dtype=object)}
 
 

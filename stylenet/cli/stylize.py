@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stylenet import cli
-from stylenet.batch import FILE_ERRORS, FORMATS, Job, Options, failure_line, plan, stylize_file
+from stylenet.batch import FORMATS, Job, Options, attempt, plan
 from stylenet.checkpoint import CheckpointError
 from stylenet.sources import collect
 from stylenet.stylize import Stylizer
@@ -70,13 +70,8 @@ def check_options(args: argparse.Namespace) -> str | None:
 
 def stylize_here(jobs: list[Job], stylizers: dict[str, Stylizer], options: Options) -> list[str]:
     """The local engine: every job in this process, with a progress bar; the failure lines."""
-    failures = []
-    for job in tqdm(jobs, desc="stylizing", unit="img"):
-        try:
-            stylize_file(job.source, job.target, stylizers[job.model], options)
-        except FILE_ERRORS as exc:  # e.g. out of memory: report, keep going
-            failures.append(failure_line(job.source, exc))
-    return failures
+    failures = (attempt(job, stylizers[job.model], options) for job in tqdm(jobs, desc="stylizing", unit="img"))
+    return [line for line in failures if line]
 
 
 def run(args: argparse.Namespace) -> int:
