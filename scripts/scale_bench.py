@@ -19,7 +19,6 @@ import argparse
 import csv
 import math
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import torch
 from stylenet.paths import examples_dir, figures_dir
 from stylenet.runtime import cpu_summary
 from stylenet.transformer import TransformerNet
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ["--image-size", "128", "--batch-size", "8", "--width", "32", "--log-every", "1", "--no-progress",
@@ -40,9 +40,7 @@ RUNS = [("IN", "instance", "sync"), ("BN, synchronized", "batch", "sync"), ("BN,
 
 def train(out: Path, content: str, steps: int, norm: str, processes: int, bn_stats: str) -> list[list[float]]:
     """One run's log rows (step, content, style, tv, total, images/s, seconds)."""
-    with socket.socket() as s:  # a free port: another torchrun on the default 29500 must not collide
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # another torchrun on the default 29500 must not collide
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
                  "--master-port", str(port), "-m", "stylenet"] if processes > 1 else [sys.executable, "-m", "stylenet"])
     subprocess.run([*launcher, "train", *RECIPE, "--content", content, "--steps", str(steps), "--norm", norm,

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests and the app's measurement tools (scripts/load_test.py, train_latency.py)."""
+"""Helpers shared by the tests and the measurement tools (scripts/load_test.py, train_latency.py, scale_bench.py)."""
 from __future__ import annotations
 
 import os
