@@ -7,8 +7,11 @@ For each norm kind it times, in the same process and on the same weights:
   compiled   stylenet + torch.compile (inductor)
   onnxrt     ONNX Runtime (fp32, all graph optimizations) on the file scripts/export.py writes,
              one export for every size (if onnxruntime is installed)
-and prints ms per megapixel and the speed-up against eager. With --memory it stylizes a
-4096x4096 photo through the public API in a fresh process and prints the peak RSS.
+  auto       what the default Stylizer runs: the backend it measures fastest on this machine at that
+             size, or finds in its cache (stylenet.backends); the choice is printed under the table
+and prints ms per megapixel and the speed-up against eager, under a header line with the CPU's model,
+cores and vector flags (AVX2, AVX-512, AVX512-BF16, AMX). With --memory it stylizes a 4096x4096 photo
+through the public API in a fresh process and prints the peak RSS.
 
 With --train it times training steps instead (--train-setups SIZExBATCH ..., default 256x4 128x8;
 --norms, default batch instance): the plain step (eager fp32 NCHW, the photo through the whole VGG,
@@ -32,8 +35,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stylenet import paths
+from stylenet.backends import onnx_runner
 from stylenet.checkpoint import load_model
-from stylenet.cli.export import onnx_bytes, ort_session
+from stylenet.runtime import cpu_summary
 from stylenet.stylize import Stylizer
 from stylenet.train import Recipe, StepMode, TrainStep, new_run, style_targets
 from stylenet.vgg import VGGFeatures
@@ -50,17 +54,10 @@ def best_ms(fn: Callable[[], object], repeats: int) -> float:
     return min(times) * 1000
 
 
-def onnx_runner(model: torch.nn.Module) -> Callable[[torch.Tensor], object] | None:
-    try:
-        session = ort_session(onnx_bytes(model))
-    except ImportError:
-        return None
-    return lambda x: session.run(None, {"x": x.numpy()})
-
-
 def bench_norm(ref: str, sizes: list[int], repeats: int, compile_: bool) -> None:
     plain, meta = load_model(resolve(ref))
-    stylizer = Stylizer(plain, meta, torch.device("cpu"))
+    stylizer = Stylizer(plain, meta, torch.device("cpu"), backend="eager")
+    auto = Stylizer(plain, meta, torch.device("cpu"), backend="auto")
     variants: dict[str, Callable[[torch.Tensor], object]] = {
         "eager": lambda x: plain(x),
         "stylenet": lambda x: stylizer.forward(x),
@@ -68,8 +65,11 @@ def bench_norm(ref: str, sizes: list[int], repeats: int, compile_: bool) -> None
     if compile_:
         compiled = torch.compile(stylizer.model)
         variants["compiled"] = lambda x: compiled(x.to(stylizer.dtype).contiguous(memory_format=torch.channels_last))
-    if onnx := onnx_runner(plain):
-        variants["onnxrt"] = onnx
+    try:
+        variants["onnxrt"] = onnx_runner(plain)
+    except ImportError:
+        pass  # onnxruntime is not installed
+    variants["auto"] = lambda x: auto.forward(x)
     print(f"\n{ref} ({meta['norm']}, width {meta['width']}), {torch.get_num_threads()} threads, "
           f"stylenet dtype {stylizer.dtype}")
     print(f"{'size':>6} " + " ".join(f"{name:>16}" for name in variants))
@@ -81,6 +81,7 @@ def bench_norm(ref: str, sizes: list[int], repeats: int, compile_: bool) -> None
                 results[name] = best_ms(lambda fn=fn, x=x: fn(x), repeats) / (size * size / 1e6)
         base = results["eager"]
         print(f"{size:>5}² " + " ".join(f"{ms:8.0f} ms/MP {base / ms:4.2f}x".rjust(16) for ms in results.values()))
+    print(f"auto: {auto.backend.report()}")
 
 
 def peak_memory_child(ref: str, side: int) -> None:
@@ -167,6 +168,7 @@ def main() -> None:
     if args.child:
         peak_memory_child(args.child, args.memory)
         return
+    print(cpu_summary())
     if args.train:
         bench_train(args.norms or ["batch", "instance"], args.train_setups, args.repeats, args.candidates,
                     args.ablations, not args.no_compile)

@@ -4,6 +4,8 @@ Speed-ups applied once at load time (measured in ``scripts/bench.py``): BatchNor
 preceding conv (BN at eval is a fixed affine map), channels_last memory layout, inference mode,
 and bfloat16 weights and activations where the CPU computes bf16 natively (AVX512-BF16/AMX) or on
 a GPU. bf16 changes pixels by well under 1/255 on average; pass ``precision="fp32"`` to opt out.
+Which code then runs it (eager PyTorch, ONNX Runtime, torch.compile) is measured per machine and
+size class, or asked for: ``stylenet.backends``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from PIL import Image
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .backends import Backend, default_backend
 from .checkpoint import load_model
 from .images import limit_size
 from .runtime import pick_device, pick_dtype, to_pil, to_tensor
@@ -62,25 +65,40 @@ class Stylizer:
     """One trained style, ready to apply. Load with ``Stylizer.load("starry_night/instance")``.
 
     It optimizes its own copy of ``model`` (folding and casting work in place), so the caller's
-    model, which may be shared with other requests, is never changed.
+    model, which may be shared with other requests, is never changed. ``backend`` is "auto", "eager",
+    "compiled" or "onnx" (default: ``$STYLENET_BACKEND``, else "auto"; see ``stylenet.backends``).
     """
 
     def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device, optimize: bool = True,
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", backend: str | None = None) -> None:
         self.meta, self.device = meta, device
         self.dtype = pick_dtype(precision, device) if optimize else torch.float32
         model = copy.deepcopy(model).eval().to(device)
         if optimize:
             model = fold_batchnorm(model).to(memory_format=torch.channels_last, dtype=self.dtype)
-        self.model = model
+        self._model = model
+        self.backend = Backend(model, backend or default_backend(), meta["norm"], device)
         self.channels_last = optimize
 
     @classmethod
     def load(cls, ref: str | Path, device: str = "auto", weights_dir: Path = WEIGHTS_DIR,
-             optimize: bool = True, precision: str = "auto") -> Stylizer:
+             optimize: bool = True, precision: str = "auto", backend: str | None = None) -> Stylizer:
         dev = pick_device(device)
         model, meta = load_model(resolve(ref, weights_dir))
-        return cls(model, meta, dev, optimize, precision)
+        return cls(model, meta, dev, optimize, precision, backend)
+
+    @property
+    def model(self) -> nn.Module:
+        """The optimized network, as eager PyTorch runs it (tiled photos always run it so)."""
+        return self._model
+
+    @model.setter
+    def model(self, model: nn.Module) -> None:
+        """A network swapped in (``temporal.stabilized`` swaps in one that smooths statistics over
+        frames) runs eagerly: another backend's runner was made from the old network, and measuring
+        would run one with per-frame state more often than asked."""
+        self._model = model
+        self.backend = Backend(model, "eager", self.meta["norm"], self.device)
 
     @property
     def name(self) -> str:
@@ -89,13 +107,14 @@ class Stylizer:
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> same shape; tiled above ``TILE_ABOVE_PIXELS``, one image at a
-        time (tiling's whole-image statistics are per image)."""
+        time (tiling's whole-image statistics are per image, taken by the eager network), else on
+        ``self.backend``."""
         x = x.to(self.device, self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if x.shape[-2] * x.shape[-1] > TILE_ABOVE_PIXELS:
             return torch.cat([run_tiled(self.model, image.unsqueeze(0)).float() for image in x])
-        return self.model(x).float()
+        return self.backend(x).float()
 
     def blend(self, x: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         """(N, 3, H, W) photos in [0, 1] -> their stylized images clamped to [0, 1], on the CPU, mixed

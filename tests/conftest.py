@@ -10,6 +10,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def eager_backend(monkeypatch):
+    """Every Stylizer runs eagerly unless a test asks for another backend: "auto" would measure (and
+    write the user's cache) on the first photo of each size. tests/test_backends.py tests the others."""
+    monkeypatch.setenv("STYLENET_BACKEND", "eager")
+
+
 def smooth_image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
     """A photo-like image: smooth colour gradients plus a few shapes (noise alone is not a photo)."""
     rng = np.random.default_rng(seed)

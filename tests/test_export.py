@@ -4,6 +4,7 @@ import torch
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[test]')")
 
+from stylenet import backends
 from stylenet.checkpoint import load_model
 from stylenet.cli import export
 
@@ -28,7 +29,7 @@ def test_export_runs_any_size_like_pytorch(tmp_path, checkpoints, norm, capsys):
 def test_the_check_catches_an_export_fixed_to_one_size(tmp_path, checkpoints, monkeypatch, capsys):
     """Without the unconditional pad the exporter bakes in the traced size's padding: the three-size
     check must then fail, and loudly."""
-    monkeypatch.setattr(export, "PadToGrid", lambda model: model)
+    monkeypatch.setattr(backends, "PadToGrid", lambda model: model)
     assert export.main([str(checkpoints["instance"]), "--out", str(tmp_path / "m.onnx")]) == 1
     assert "check: OVER the tolerance of 0.0001; nothing written" in capsys.readouterr().out
     assert not list(tmp_path.glob("*onnx*"))  # no unchecked file where a good one is expected

@@ -137,3 +137,18 @@ def test_ray_engine_without_ray_is_a_usage_error_before_any_work(tmp_path, check
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip() == "error: --engine ray needs Ray: pip install 'stylenet[ray]'"
     assert not (tmp_path / "out").exists()
+
+
+def test_backend_auto_by_default_measures_once_and_says_what_it_chose(tmp_path, checkpoints, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.delenv("STYLENET_BACKEND")  # the CLI's own default, not the test suite's pin
+    monkeypatch.setenv("STYLENET_CACHE", str(tmp_path / "cache"))
+    smooth_image(1, (64, 64)).save(tmp_path / "a.jpg")
+    args = [tmp_path / "a.jpg", "--weights", checkpoints["instance"], "--out", tmp_path / "out", "--device", "cpu"]
+    first = run(*args)
+    assert first.returncode == 0, first.stderr
+    chosen = next(line for line in first.stdout.splitlines() if line.startswith("backend: "))
+    assert chosen.startswith(("backend: eager at 64² (measured fastest)", "backend: onnx at 64² (measured "))
+    assert (tmp_path / "cache" / "backends.json").is_file()
+    cached = run(*args, "--backend", "auto")  # a new process: the choice is read, not measured again
+    assert f"{chosen.removesuffix(')')}; cached)\n" in cached.stdout

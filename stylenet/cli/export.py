@@ -11,73 +11,25 @@ PyTorch model: every pixel must agree within ``TOLERANCE``. Exit code 0 if it do
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stylenet import cli
+from stylenet.backends import TOLERANCE, onnx_bytes, ort_session
 from stylenet.checkpoint import CheckpointError, load_model
 from stylenet.files import replaced_atomically
-from stylenet.transformer import DOWNSCALE, MIN_SIZE
+from stylenet.transformer import MIN_SIZE
 from stylenet.weights import resolve
 
 if TYPE_CHECKING:  # an optional dependency, imported where it is used
     import onnxruntime
 
-TOLERANCE = 1e-4  # max abs difference, pixels in [0, 1]: float rounding only (1/255 = 0.0039)
 CHECK_SIZES = ((257, 255), (301, 199), (130, 422))  # (H, W): odd, tall, wide
-
-
-class PadToGrid(nn.Module):
-    """The model behind an unconditional pad to a multiple of 4 (cropped off again).
-
-    TransformerNet pads only when the size needs it; an exporter traces one size and bakes that
-    branch in, so the graph would skip the pad for every other size and give wrong pixels (measured
-    on Starry Night: up to 0.55 off, in [0, 1] units, at the three check sizes). Padding always, by
-    amounts computed from the input's shape, keeps the graph right for every size.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        padded = F.pad(x, (0, -w % DOWNSCALE, 0, -h % DOWNSCALE), mode="replicate")
-        return self.model(padded)[..., :h, :w]
-
-
-def onnx_bytes(model: nn.Module) -> bytes:
-    """``model`` (eval mode, fp32) as an ONNX graph with dynamic batch, height and width.
-
-    The TorchScript-based exporter (``dynamo=False``): it exports in seconds, where the dynamo
-    exporter takes about 30 s here and needs onnxscript; both give the same pixels. Its tracer
-    warnings are about the crop's slices and are silenced: the check against PyTorch is the test.
-    """
-    buffer = io.BytesIO()
-    sample = torch.rand(1, 3, 4 * MIN_SIZE, 4 * MIN_SIZE)
-    axes = {0: "batch", 2: "height", 3: "width"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(PadToGrid(model).eval(), (sample,), buffer, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": axes, "y": axes}, opset_version=17, dynamo=False)
-    return buffer.getvalue()
-
-
-def ort_session(model_bytes: bytes) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session with all graph optimizations (BN folding among them)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
 @torch.inference_mode()

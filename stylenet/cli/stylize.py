@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stylenet import cli
+from stylenet.backends import CHOICES
 from stylenet.batch import FORMATS, Job, Options, attempt, plan
 from stylenet.checkpoint import CheckpointError
 from stylenet.sources import collect
@@ -40,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-existing", action="store_true", help="leave outputs that exist (always on with --engine ray)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--backend", choices=CHOICES, help="what runs the network: auto (the default, or "
+                   "$STYLENET_BACKEND) measures eager and ONNX Runtime once per machine and size, and keeps the faster")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="video: frames per forward pass")
     p.add_argument("--stabilize", choices=("none", *STABILIZERS), default="none",
                    help="video: IN/LN/GN statistics smoothed over time (ema) or frozen at the first frame (reference)")
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         print("error: --engine ray needs Ray: pip install 'stylenet[ray]'", file=sys.stderr)
         return 2
     try:  # on Ray the actors load the models; here they are only read for their names
-        stylizers = [Stylizer.load(w, device="cpu" if args.engine == "ray" else args.device) for w in args.weights]
+        stylizers = [Stylizer.load(w, device="cpu" if args.engine == "ray" else args.device, backend=args.backend)
+                     for w in args.weights]
         sources = collect(args.inputs, args.recursive)
     except (ValueError, CheckpointError) as exc:  # SourceError and unknown weights are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
     else:
         failed = stylize_here(todo, {s.name: s for s in stylizers}, options)
+        for stylizer in stylizers:
+            print(f"backend: {stylizer.backend.report()}" + (f" ({stylizer.name})" if len(stylizers) > 1 else ""))
     failures = refused + failed
     for line in failures:
         tqdm.write(f"failed: {line}", file=sys.stderr)

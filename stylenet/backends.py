@@ -1,0 +1,278 @@
+"""Which code runs a Stylizer's network: PyTorch eager, torch.compile (inductor) or ONNX Runtime.
+
+Which one is fastest depends on the CPU (on one with native bf16, bf16 eager won; on one without, ONNX
+Runtime's fp32 kernels mostly beat PyTorch's: docs/stylize.md), so ``backend="auto"`` (the default) measures instead of
+guessing: on the first photo of a size class (the side of a square of the same area, rounded to a power
+of two: 512², 1024², ...) it runs each candidate and keeps the one with the least *cost*: the seconds
+of ``AMORTIZED_CALLS`` calls in a fresh process, setup included (the ONNX export and session take
+seconds, more than the saving on one small photo). The choice is saved in ``CACHE/backends.json``
+(``stylenet.paths.cache_dir``) under a key of everything the speeds depend on (CPU model and vector
+flags, core and thread counts, torch and onnxruntime versions, the network, its precision, the size
+class), so each machine measures once; any change of those measures again.
+
+Why auto leaves torch.compile out (it is there on request, ``backend="compiled"``): its setup is a
+compilation, paid again in every new process (seconds with inductor's on-disk cache, a minute or more
+without: 84 s measured for the IN network on 2 cores, against 8 s for the ONNX export and session) and
+again at each new image shape until dynamo switches to dynamic shapes. Its gain over the optimized eager
+model was 1.1x at 512² there, ONNX Runtime's 1.8x. Counted against ``AMORTIZED_CALLS`` calls it cannot
+win, and merely trying it would cost the first photo that minute. Long-running processes (the app,
+a video job) may still ask for it.
+
+Every backend computes what eager computes (tests/test_backends.py: within ``TOLERANCE`` in fp32; a
+bf16 Stylizer's eager differs from fp32 by bf16's own rounding). Instance-norm models keep whole-image
+statistics: a backend runs only whole images; tiled photos (``stylize.TILE_ABOVE_PIXELS``) always run
+eagerly, since ``tiling.run_tiled`` swaps the norms of an eager module. A backend that fails (not
+installed, a compile or export error) is replaced by eager, with one logged line.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import io
+import json
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .files import replaced_atomically
+from .paths import cache_dir
+from .runtime import cpu_summary
+from .transformer import DOWNSCALE, MIN_SIZE
+
+if TYPE_CHECKING:  # an optional dependency, imported where it is used
+    import onnxruntime
+
+BACKENDS = ("eager", "compiled", "onnx")
+CHOICES = ("auto", *BACKENDS)
+AUTO_CANDIDATES = ("eager", "onnx")  # torch.compile left out: see the module's docstring
+AMORTIZED_CALLS = 10  # the calls a process is assumed to make: a folder of photos, a video, an app session
+TOLERANCE = 1e-4  # max abs difference to eager, pixels in [0, 1]: float rounding only (1/255 = 0.0039)
+
+log = logging.getLogger(__name__)
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+class PadToGrid(nn.Module):
+    """The model behind an unconditional pad to a multiple of 4 (cropped off again).
+
+    TransformerNet pads only when the size needs it; an exporter traces one size and bakes that
+    branch in, so the graph would skip the pad for every other size and give wrong pixels (measured
+    on Starry Night: up to 0.55 off, in [0, 1] units, at the three check sizes). Padding always, by
+    amounts computed from the input's shape, keeps the graph right for every size.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (0, -w % DOWNSCALE, 0, -h % DOWNSCALE), mode="replicate")
+        return self.model(padded)[..., :h, :w]
+
+
+def onnx_bytes(model: nn.Module) -> bytes:
+    """``model`` (eval mode, fp32) as an ONNX graph with dynamic batch, height and width.
+
+    The TorchScript-based exporter (``dynamo=False``): it exports in seconds, where the dynamo
+    exporter takes about 30 s here and needs onnxscript; both give the same pixels. Its tracer
+    warnings are about the crop's slices and are silenced: the check against PyTorch is the test.
+    """
+    buffer = io.BytesIO()
+    sample = torch.rand(1, 3, 4 * MIN_SIZE, 4 * MIN_SIZE)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(PadToGrid(model).eval(), (sample,), buffer, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": axes, "y": axes}, opset_version=17, dynamo=False)
+    return buffer.getvalue()
+
+
+def ort_session(model_bytes: bytes) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session with all graph optimizations (BN folding among them), on as many
+    threads as torch uses, so that the two are compared on the same cores."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_runner(model: nn.Module) -> Runner:
+    """``model`` exported (an fp32, contiguous copy) and run by ONNX Runtime on the CPU."""
+    session = ort_session(onnx_bytes(copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise ValueError("the ONNX backend runs on the CPU only")
+        return torch.from_numpy(session.run(None, {"x": x.float().contiguous().numpy()})[0])
+
+    return run
+
+
+MAKERS: dict[str, Callable[[nn.Module], Runner]] = {
+    "eager": lambda model: model,
+    "compiled": torch.compile,
+    "onnx": onnx_runner,
+}
+
+
+def default_backend() -> str:
+    """``$STYLENET_BACKEND`` where set (a deployment, or the test suite, pins one), else "auto"."""
+    return os.environ.get("STYLENET_BACKEND") or "auto"
+
+
+def size_class(x: torch.Tensor) -> int:
+    """The side of a square with one image's area, rounded to a power of two (a 640x480 photo: 512)."""
+    return 2 ** round(math.log2(math.sqrt(x.shape[-2] * x.shape[-1])))
+
+
+def machine_key(model: nn.Module, norm: str, dtype: torch.dtype, side: int) -> str:
+    """Everything a measured speed depends on, as one readable line (the cache file's key)."""
+    try:
+        ort = importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        ort = "none"
+    params = sum(p.numel() for p in model.parameters())
+    return (f"{cpu_summary()}; {torch.get_num_threads()} threads; torch {torch.__version__}; onnxruntime {ort}; "
+            f"{norm} net, {params} parameters, {str(dtype).removeprefix('torch.')}; {side}²")
+
+
+def cache_file() -> Path:
+    return cache_dir() / "backends.json"
+
+
+def read_cache() -> dict[str, dict]:
+    """The saved choices; a missing or unreadable file holds none (it is measured again)."""
+    try:
+        return json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_choice(key: str, record: dict) -> None:
+    """Add one choice to the cache file (rewritten whole: concurrent writers lose an entry, never the file)."""
+    try:
+        with replaced_atomically(cache_file()) as tmp:
+            tmp.write_text(json.dumps(read_cache() | {key: record}, indent=1, ensure_ascii=False))
+    except OSError as exc:  # a read-only cache folder: this machine measures again next time
+        log.warning("backend choice not saved (%s)", exc)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One backend's measurement on one input."""
+
+    runner: Runner
+    setup_s: float  # making the runner and its first call (where compiling and lazy setup happen)
+    call_s: float  # one more call
+
+    @property
+    def cost_s(self) -> float:
+        """Seconds for AMORTIZED_CALLS calls in a fresh process."""
+        return self.setup_s + (AMORTIZED_CALLS - 1) * self.call_s
+
+
+def trial(name: str, model: nn.Module, x: torch.Tensor) -> Trial:
+    """Make ``name``'s runner for ``model`` and time it on ``x``; raises what making or running raises."""
+    start = time.perf_counter()
+    runner = MAKERS[name](model)
+    runner(x)
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    runner(x)
+    return Trial(runner, setup, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend that runs one size class, and why (for the line the CLI prints)."""
+
+    backend: str
+    side: int
+    why: str
+    cached: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.backend} at {self.side}² ({self.why}{'; cached' if self.cached else ''})"
+
+
+class Backend:
+    """Runs one model's whole-image forward passes on the backend asked for, or, for "auto", on the
+    one measured (or cached) fastest for each size class. Thread-safe: concurrent first calls measure once.
+    """
+
+    def __init__(self, model: nn.Module, asked: str, norm: str, device: torch.device) -> None:
+        if asked not in CHOICES:
+            raise ValueError(f"backend must be one of {', '.join(CHOICES)}, not {asked!r}")
+        self.model, self.asked, self.norm, self.device = model, asked, norm, device
+        self.runners: dict[str, Runner] = {"eager": model}
+        self.choices: dict[int, Choice] = {}
+        self.failed: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        side = size_class(x)
+        with self.lock:
+            if side not in self.choices:
+                self.choices[side] = self.choose(x, side)
+            runner = self.runners[self.choices[side].backend]
+        return runner(x)
+
+    def report(self) -> str:
+        """What ran, per size class, e.g. "onnx at 512² (measured 1.8x eager; cached)"."""
+        return ", ".join(str(choice) for _, choice in sorted(self.choices.items())) or f"{self.asked} (not run)"
+
+    def choose(self, x: torch.Tensor, side: int) -> Choice:
+        if self.asked != "auto":
+            return self.chosen(self.asked, side, "asked", x)
+        if self.device.type != "cpu":
+            return Choice("eager", side, "auto measures on the CPU only")
+        key = machine_key(self.model, self.norm, x.dtype, side)
+        if saved := read_cache().get(key):
+            return self.chosen(saved["backend"], side, saved["why"], x, cached=True)
+        trials = {"eager": trial("eager", self.model, x)}  # eager's errors are the caller's to see
+        for name in AUTO_CANDIDATES:
+            if name not in trials and name not in self.failed:
+                try:
+                    trials[name] = trial(name, self.model, x)
+                except Exception as exc:  # noqa: BLE001 - any failure of an optional backend means: not this one
+                    self.fail(name, exc)
+        best = min(trials, key=lambda name: trials[name].cost_s)
+        self.runners.setdefault(best, trials[best].runner)
+        speedup = trials["eager"].cost_s / trials[best].cost_s
+        why = "measured fastest" if best == "eager" else f"measured {speedup:.1f}x eager"
+        save_choice(key, {"backend": best, "why": why})
+        return Choice(best, side, why)
+
+    def chosen(self, name: str, side: int, why: str, x: torch.Tensor, cached: bool = False) -> Choice:
+        """``name`` for this size class once its runner is made and has run on ``x`` (a compile error
+        shows at the first call); eager where that fails."""
+        if name not in self.runners and name not in self.failed:
+            try:
+                runner = MAKERS[name](self.model)
+                runner(x)
+                self.runners[name] = runner
+            except Exception as exc:  # noqa: BLE001 - see choose()
+                self.fail(name, exc)
+        if name in self.failed:
+            return Choice("eager", side, f"{name} failed")
+        return Choice(name, side, why, cached)
+
+    def fail(self, name: str, exc: Exception) -> None:
+        """Never try ``name`` again in this process; say so in one logged line."""
+        self.failed.add(name)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        log.warning("backend %s failed (%s: %s); using eager", name, type(exc).__name__, message)

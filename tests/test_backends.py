@@ -1,0 +1,149 @@
+"""Backends: every one computes eager's pixels; auto's choice is measured once, cached and overridable."""
+import json
+import logging
+
+import pytest
+import torch
+
+from stylenet import backends, stylize
+from stylenet.checkpoint import load_model
+from stylenet.stylize import Stylizer
+from stylenet.temporal import stabilized
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[test]')")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """The backend cache file, in a folder of this test's own."""
+    monkeypatch.setenv("STYLENET_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "backends.json"
+
+
+@pytest.fixture
+def trials(monkeypatch):
+    """The names of the backends measured, in order."""
+    names = []
+    real = backends.trial
+
+    def counted(name, model, x):
+        names.append(name)
+        return real(name, model, x)
+
+    monkeypatch.setattr(backends, "trial", counted)
+    return names
+
+
+def stylizer(path, backend, **kwargs):
+    model, meta = load_model(path)
+    return Stylizer(model, meta, torch.device("cpu"), precision="fp32", backend=backend, **kwargs)
+
+
+def eager_output(path, x):
+    return stylizer(path, "eager").forward(x)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_onnx_computes_what_eager_computes(checkpoints, norm):
+    x = torch.rand(2, 3, 37, 53)  # a batch, sides not multiples of 4
+    onnx = stylizer(checkpoints[norm], "onnx")
+    out = onnx.forward(x)
+    assert onnx.backend.report() == "onnx at 32² (asked)"
+    assert (out - eager_output(checkpoints[norm], x)).abs().max() <= backends.TOLERANCE
+
+
+def test_compiled_computes_what_eager_computes(checkpoints):
+    """The one torch.compile test (compiling takes a while even for this tiny network)."""
+    x = torch.rand(1, 3, 36, 44)
+    compiled = stylizer(checkpoints["instance"], "compiled")
+    out = compiled.forward(x)
+    assert compiled.backend.report() == "compiled at 32² (asked)"
+    assert (out - eager_output(checkpoints["instance"], x)).abs().max() <= backends.TOLERANCE
+
+
+def test_auto_measures_once_per_machine_and_size(checkpoints, cache, trials):
+    x = torch.rand(1, 3, 64, 64)
+    first = stylizer(checkpoints["instance"], "auto")
+    out = first.forward(x)
+    assert trials == ["eager", "onnx"]
+    saved = json.loads(cache.read_text())
+    (key, record), = saved.items()
+    assert key.endswith("; 64²") and "instance net" in key and "threads" in key
+    assert record["backend"] in backends.AUTO_CANDIDATES
+    assert first.backend.report() == f"{record['backend']} at 64² ({record['why']})"
+    assert (out - eager_output(checkpoints["instance"], x)).abs().max() <= backends.TOLERANCE
+
+    first.forward(torch.rand(1, 3, 60, 70))  # the same size class, the same process
+    second = stylizer(checkpoints["instance"], "auto")  # as a new process would: from the cache
+    second.forward(x)
+    assert trials == ["eager", "onnx"]
+    assert second.backend.report() == f"{record['backend']} at 64² ({record['why']}; cached)"
+
+    second.forward(torch.rand(1, 3, 128, 128))  # a new size class is measured, and saved beside the first
+    assert trials == ["eager", "onnx"] * 2 and len(json.loads(cache.read_text())) == 2
+
+
+def test_a_cached_choice_is_used_and_an_explicit_backend_overrides_it(checkpoints, cache, trials):
+    x = torch.rand(1, 3, 64, 64)
+    model = stylizer(checkpoints["batch"], "eager").model
+    key = backends.machine_key(model, "batch", torch.float32, 64)
+    cache.parent.mkdir()
+    cache.write_text(json.dumps({key: {"backend": "onnx", "why": "measured 9.9x eager"}}))
+
+    auto = stylizer(checkpoints["batch"], "auto")
+    out = auto.forward(x)
+    assert auto.backend.report() == "onnx at 64² (measured 9.9x eager; cached)" and not trials
+    assert (out - eager_output(checkpoints["batch"], x)).abs().max() <= backends.TOLERANCE
+
+    asked = stylizer(checkpoints["batch"], "eager")
+    asked.forward(x)
+    assert asked.backend.report() == "eager at 64² (asked)" and not trials
+
+
+def test_the_environment_sets_the_default_and_an_argument_overrides_it(checkpoints, monkeypatch):
+    monkeypatch.setenv("STYLENET_BACKEND", "onnx")
+    assert stylizer(checkpoints["batch"], None).backend.asked == "onnx"
+    assert stylizer(checkpoints["batch"], "eager").backend.asked == "eager"
+    monkeypatch.delenv("STYLENET_BACKEND")
+    assert stylizer(checkpoints["batch"], None).backend.asked == "auto"
+    with pytest.raises(ValueError, match="backend must be one of auto, eager, compiled, onnx, not 'fast'"):
+        stylizer(checkpoints["batch"], "fast")
+
+
+def broken(model):
+    raise RuntimeError("no kernel for this op\nand a long traceback-like tail")
+
+
+@pytest.mark.parametrize("asked", ["onnx", "auto"])
+def test_a_failing_backend_falls_back_to_eager_with_one_logged_line(checkpoints, cache, monkeypatch, caplog, asked):
+    monkeypatch.setitem(backends.MAKERS, "onnx", broken)
+    failing = stylizer(checkpoints["instance"], asked)
+    x = torch.rand(1, 3, 40, 48)
+    with caplog.at_level(logging.WARNING, logger="stylenet.backends"):
+        outs = [failing.forward(x), failing.forward(torch.rand(1, 3, 128, 128)), failing.forward(x)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "backend onnx failed (RuntimeError: no kernel for this op); using eager"]
+    assert torch.equal(outs[0], outs[2]) and torch.equal(outs[0], eager_output(checkpoints["instance"], x))
+    assert failing.backend.report().startswith("eager at 32² (")
+
+
+def test_tiled_photos_and_swapped_in_networks_run_eagerly(checkpoints, monkeypatch):
+    """A backend runs whole images only: tiling takes IN's whole-image statistics with the eager
+    network, and a network swapped in (video smoothing) is not the one the backend was made from."""
+    ran = []
+
+    def spy(model):
+        runner = backends.onnx_runner(model)
+        return lambda x: ran.append(x.shape) or runner(x)
+
+    monkeypatch.setitem(backends.MAKERS, "onnx", spy)
+    onnx = stylizer(checkpoints["instance"], "onnx")
+    monkeypatch.setattr(stylize, "TILE_ABOVE_PIXELS", 64 * 64)
+    x = torch.rand(1, 3, 96, 80)
+    torch.testing.assert_close(onnx.forward(x), eager_output(checkpoints["instance"], x))
+    assert not ran
+
+    frames = torch.rand(3, 3, 40, 48)
+    smoothed = stabilized(onnx, 0.9).forward(frames)
+    assert not ran and onnx.backend.asked == "onnx"
+    torch.testing.assert_close(smoothed, stabilized(stylizer(checkpoints["instance"], "eager"), 0.9).forward(frames))
