@@ -1,4 +1,6 @@
 """Many users, one server: who owns a request, what skips the queue, what nobody can bypass."""
+import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -7,7 +9,7 @@ import gradio as gr
 import httpx
 from gradio_client import Client, handle_file
 
-from stylenet.app.sessions import LOCAL, TOKEN, Sessions, owner_id
+from stylenet.app.sessions import COOKIE, LOCAL, TOKEN, OwnerCookie, Sessions, owner_id
 
 from . import helpers
 from .conftest import smooth_image
@@ -16,23 +18,73 @@ from .test_app import app_folders, running_app
 LIGHT_APIS = ("jobs", "job_events", "cancel", "resume", "delete_job")
 
 
-def request(session_hash):
-    return gr.Request(session_hash=session_hash)
+def request(session_hash, cookie=None):
+    return gr.Request(session_hash=session_hash, cookies={COOKIE: cookie} if cookie else {})
 
 
-def test_sessions_tokens_owners_and_eviction():
-    sessions = Sessions(keep=2)
-    token = sessions.start("not a token", request("page-a"))  # a bad token is replaced, never used
-    assert TOKEN.fullmatch(token) and token != "not a token"
-    assert sessions.start(token, request("page-b")) == token  # a reload: the same token, the same owner
-    assert sessions.owner(request("page-a")) == sessions.owner(request("page-b")) == owner_id("browser", token)
-    sessions.start(None, request("page-c"))  # the oldest page mapping goes beyond ``keep``
-    assert sessions.owner(request("page-a")) == owner_id("session", "page-a")
-    sessions.forget(request("page-b"))
-    assert sessions.owner(request("page-b")) == owner_id("session", "page-b")
+def test_a_browser_is_its_cookie_and_a_client_without_one_its_session():
+    sessions = Sessions()
+    token, other = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+    # two tabs (two sessions) of one browser, or a reload: one owner
+    assert sessions.owner(request("tab-a", token)) == sessions.owner(request("tab-b", token)) == owner_id("browser", token)
+    assert sessions.owner(request("tab-a", other)) != sessions.owner(request("tab-a", token))
+    assert sessions.owner(request("client")) == sessions.owner(request("client")) == owner_id("session", "client")
+    # a malformed cookie is no owner: the request is its session's, as with no cookie
+    for forged in ("0123456789ABCDEF" * 2, token[:-1], token + "0", "../" + token, ""):
+        assert sessions.owner(request("client", forged)) == owner_id("session", "client"), forged
     # no session: an owner of its own each time, never one shared by every sessionless caller
     sessionless = {sessions.owner(None), sessions.owner(request(None)), sessions.owner(request(""))}
     assert len(sessionless) == 3 and LOCAL not in sessionless
+
+
+def test_the_owner_cookie_is_set_once_http_only_and_a_malformed_one_is_replaced():
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("page"))],
+                    middleware=[Middleware(OwnerCookie)])
+
+    def get(**headers):  # a fresh client each time: no cookie jar carries one request's cookie to the next
+        response = TestClient(app).get("/", headers=headers)
+        assert response.text == "page"
+        return response.headers.get("set-cookie")
+
+    name, _, rest = get().partition("=")
+    value, *flags = [part.strip() for part in rest.split(";")]
+    assert name == COOKIE and TOKEN.fullmatch(value)
+    assert {"HttpOnly", "SameSite=Lax", "Path=/"} <= set(flags) and "Secure" not in flags
+    assert get(cookie=f"{COOKIE}={value}") is None  # kept: one owner for good
+    assert "Secure" in get(**{"x-forwarded-proto": "https"})
+    replaced = get(cookie=f"{COOKIE}={value.upper()}")
+    assert TOKEN.fullmatch(replaced.split(";")[0].partition("=")[2]) and value not in replaced
+
+
+def test_through_the_app_one_cookie_is_one_owner_and_another_sees_nothing(tmp_path):
+    """Two requests with a browser's cookie (two tabs: two sessions) list the same jobs; another cookie,
+    a malformed one or none lists none of them. The page's first response sets the cookie, HttpOnly."""
+    from stylenet.jobs import JobStore
+
+    folders = app_folders(tmp_path)
+    token = "0123456789abcdef" * 2
+    store = JobStore(folders["models"], folders["photos"])
+    job = store.queue_job("mine", ["instance"], "quick", {"steps": 3, "image_size": 64, "width": 8},
+                          smooth_image(0, (64, 64)), None, owner_id("browser", token), None)
+    store.cancel(job.id)  # nothing for the app's runner to train
+    with running_app(**folders, log=tmp_path / "app.log") as url:
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
+        minted = page.cookies[COOKIE]
+
+        def listed(session: str, cookie: str | None = None) -> list[str]:
+            response = httpx.post(f"{url}gradio_api/run/jobs", json={"data": [], "session_hash": session},
+                                  headers={"cookie": f"{COOKIE}={cookie}"} if cookie else {}, timeout=30)
+            return [j["id"] for j in response.json()["data"][0]]
+
+        assert listed("tab-a", token) == listed("tab-b", token) == [job.id]
+        assert listed("tab-a", minted) == listed("tab-a") == listed("tab-a", token.upper()) == []
 
 
 def test_no_request_skips_the_queue_and_light_answers_never_wait_in_it(tmp_path):
@@ -140,3 +192,47 @@ def test_a_pasted_picture_s_file_goes_with_the_cache_retention():
     assert Image.open(path).size == (8, 8)
     delete_files_created_by_app(demo, None)  # what the app's delete_cache runs for files past their age
     assert not Path(path).exists()
+
+
+def test_capping_a_folder_removes_its_oldest_files_beyond_a_count_and_bytes(tmp_path):
+    from stylenet.app.uploads import cap_files
+
+    for i, size in enumerate((100, 100, 100, 500, 100)):  # one file a folder, as Gradio's cache keeps uploads
+        (tmp_path / f"u{i}").mkdir()
+        (tmp_path / f"u{i}" / "photo.png").write_bytes(b"x" * size)
+        os.utime(tmp_path / f"u{i}" / "photo.png", (1000 + i, 1000 + i))
+
+    def left():
+        return sorted(p.parent.name for p in tmp_path.rglob("*.png"))
+
+    cap_files(tmp_path, max_bytes=10_000, max_files=4)
+    assert left() == ["u1", "u2", "u3", "u4"] and not (tmp_path / "u0").exists()  # its emptied folder too
+    cap_files(tmp_path, max_bytes=650, max_files=4)
+    assert left() == ["u3", "u4"]
+    cap_files(tmp_path, max_bytes=650, max_files=4)  # within both: nothing more goes
+    assert left() == ["u3", "u4"]
+
+
+def test_gradio_s_cache_is_the_app_s_own_and_capped_at_start_and_while_running(tmp_path, monkeypatch):
+    import tempfile
+
+    from stylenet.app.uploads import CACHE_PREFIX, gradio_cache
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")  # restored when the test ends
+    killed = tmp_path / f"{CACHE_PREFIX}999999999-abc"  # a killed app's cache: no such process
+    (killed / "upload").mkdir(parents=True)
+    (killed / "upload" / "photo.png").write_bytes(b"x" * 100)
+    folder = gradio_cache(max_bytes=250, max_files=10, every_s=0.05)
+    assert not killed.exists() and os.environ["GRADIO_TEMP_DIR"] == str(folder)
+    assert gr.Image().GRADIO_CACHE == str(folder)  # where Gradio now keeps uploads
+    try:
+        for i in range(4):
+            (folder / f"{i}.png").write_bytes(b"x" * 100)
+            os.utime(folder / f"{i}.png", (1000 + i, 1000 + i))
+        deadline = time.monotonic() + 10
+        while len(list(folder.iterdir())) > 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(p.name for p in folder.iterdir()) == ["2.png", "3.png"]
+    finally:
+        shutil.rmtree(folder)  # which also ends its capping thread

@@ -1,6 +1,8 @@
 """The job API: tiny jobs (64 px, a few steps, width 8) trained by real worker processes."""
 import fcntl
+import json
 import os
+import re
 import signal
 import threading
 import time
@@ -12,7 +14,7 @@ from PIL import Image
 from stylenet.app.styles import StyleRegistry, has_pair
 from stylenet.app.uploads import ResultFiles
 from stylenet.checkpoint import CheckpointError, load_model, read_metadata
-from stylenet.jobs import Job, JobError, JobStore, Limits, Runner, UserStyle
+from stylenet.jobs import Job, JobError, JobStore, Limits, Runner, UserStyle, estimate
 from stylenet.jobs import runner as runner_module
 from stylenet.jobs.cli import main
 from stylenet.jobs.job import CANCEL_FILE, JOBS_LOCK, WORKER_LOCK, folder_bytes
@@ -23,6 +25,8 @@ from stylenet.paths import CHECKOUT as REPO
 from stylenet.train import state_path
 
 TINY = {"steps": 3, "image_size": 64, "width": 8}
+FIXTURES = REPO / "tests" / "fixtures"
+MEMORY_TOLERANCE = 0.05  # of a measured peak: the memory model's promise (docs/app.md, "Memory of a job")
 
 
 @pytest.fixture
@@ -241,6 +245,35 @@ def test_requests_are_refused_with_one_clear_line(tmp_path, store, painting, pho
     shipped = JobStore(tmp_path / "s", photo_dir, reserved=("starry_night",))
     with pytest.raises(JobError, match="a style named 'starry_night' already exists"):
         shipped.submit(painting, "starry_night", ["instance"])
+
+
+def test_a_job_over_the_memory_budget_is_refused_saying_what_to_lower(tmp_path, store, painting, photo_dir):
+    """The largest job the other limits allow (crop 512, width 64, BN + IN: a worker RSS of 8.76 GB before
+    its first step ended, 10.9 GB predicted) is refused at the default budget of 4 GB in one line naming the largest crop size
+    that fits, and that one is queued."""
+    big = {"steps": 3, "image_size": 512, "width": 64}
+    with pytest.raises(JobError) as refused:
+        store.submit(painting, "big", ["batch", "instance"], "standard", big)
+    found = re.fullmatch(r"this job needs about (\d+\.\d) GB of memory, over the 4 GB this server allows one; "
+                         r"lower the crop size \(to (\d+) px\) or the width", str(refused.value))
+    assert found and float(found[1]) > 4, str(refused.value)
+    fits = {**big, "image_size": int(found[2])}
+    assert store.submit(painting, "fits", ["batch", "instance"], "standard", fits).state == "queued"
+    assert estimate.peak_bytes(int(found[2]) + 32, 4, 64, 2) > 4 * 2**30  # the largest that fits, to 32 px
+    roomy = JobStore(tmp_path / "roomy", photo_dir, Limits(memory=16 * 2**30))
+    assert roomy.submit(painting, "big", ["batch", "instance"], "standard", big).state == "queued"
+    tiny = JobStore(tmp_path / "tiny", photo_dir, Limits(memory=2**28))  # less than torch and VGG alone
+    with pytest.raises(JobError, match=r"over the 0\.25 GB this server allows one; lower the crop size or the width$"):
+        tiny.submit(painting, "small", ["instance"], "quick", TINY)
+
+
+def test_the_memory_model_is_within_its_tolerance_of_every_measured_run():
+    """``estimate.peak_bytes`` against the peaks scripts/job_memory.py measured (its --out file)."""
+    runs = json.loads((FIXTURES / "job_memory.json").read_text())["runs"]
+    assert len(runs) >= 8
+    for run in runs:
+        predicted = estimate.peak_bytes(run["crop"], run["batch"], run["width"], run["models"])
+        assert abs(predicted - run["rss"]) <= MEMORY_TOLERANCE * run["rss"], (run, predicted)
 
 
 def test_queue_is_first_in_first_out_and_capped(tmp_path, painting, photo_dir):

@@ -12,33 +12,44 @@ from pathlib import Path
 
 import gradio as gr
 from PIL import Image
+from starlette.middleware import Middleware
 
 from .. import paths
 from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
-from ..jobs import JobError, JobStore, Runner, estimate
+from ..jobs import JobError, JobStore, Limits, Runner, estimate
 from .compare import compare_tab
-from .queueing import LIGHT
 from .report import report_tab
-from .sessions import Sessions, browser_secret
+from .sessions import OwnerCookie, Sessions
 from .styles import StyleRegistry, has_pair, load_styles, style_lists, user_style
 from .train import train_tab
-from .uploads import ResultFiles
+from .uploads import ResultFiles, gradio_cache
 from .video import video_tab, webcam_tab
 from .why_in import why_in_tab
 
-# What the components alone do not do: BN and IN named on the slider's halves, pictures never enlarged
-# past their own size, gallery captions that leave the picture visible, and on a phone the result first, the
-# all-norms row in two columns and every tab on the bar (Gradio hides those that do not fit behind "…").
+# What the components alone do not do: BN and IN named on the slider's halves (at the bottom: the block label
+# covers the top), pictures and clips never enlarged past their own size, gallery captions that leave the picture
+# visible, an upload box whose long label does not cover its drop text, the report's grid and table readable, and
+# on a phone the result first, the all-norms row in two columns, every tab on the bar (Gradio hides those that do
+# not fit behind "…") and the report's wide grid and table scrolling inside their box.
 CSS = """
 #bn-in-slider .slider-wrap > .wrap { position: relative; width: fit-content; max-width: 100%; margin: 0 auto; }
 #bn-in-slider img { width: auto !important; max-width: 100%; }
-#bn-in-slider .slider-wrap > .wrap::before, #bn-in-slider .slider-wrap > .wrap::after { position: absolute; top: 6px;
+#bn-in-slider .slider-wrap > .wrap::before, #bn-in-slider .slider-wrap > .wrap::after { position: absolute; bottom: 6px;
   z-index: 10; padding: 1px 6px; border-radius: 4px; background: rgba(0, 0, 0, 0.7); color: #fff; font-size: 0.85em;
-  font-weight: 600; pointer-events: none; }
+  font-weight: 600; pointer-events: none; box-shadow: 0 0 0 1px rgba(255, 255, 255, 0.6); }
 #bn-in-slider .slider-wrap > .wrap::before { content: "Batch Norm"; left: 6px; }
 #bn-in-slider .slider-wrap > .wrap::after { content: "Instance Norm"; right: 6px; }
 #all-results .grid-wrap, .whole-gallery .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
 .caption-label { font-size: 0.75em !important; padding: 1px 4px !important; }
+#video-bn video, #video-in video { width: auto !important; height: auto !important; max-width: 100%; margin: 0 auto; }
+#train-photos > label[data-testid="block-label"] { position: static !important; }
+#train-photos .upload-container { height: auto !important; min-height: 90px; }
+#report-grid .grid-scroll, #report-table { overflow-x: auto; }
+#report-grid .grid-inner { min-width: 720px; }
+#report-grid .grid-head { display: flex; font-weight: 600; text-align: center; }
+#report-grid .grid-head > span { flex: 1; }
+#report-grid img { display: block; width: 100%; }
+#report-table table { white-space: nowrap; }
 @media (max-width: 640px) {
   #compare-results { order: -1; }
   #all-results .grid-container, .whole-gallery .grid-container { --grid-cols: 2 !important; }
@@ -49,15 +60,16 @@ CSS = """
 """
 HEAVY = "heavy"  # the concurrency group of every handler that stylizes, trains or decodes much
 GRADIO_CACHE_RETENTION = (600, 3600)  # every 10 minutes, Gradio's cache (uploads, results) loses files over an hour old
+GRADIO_CACHE_CAP = {"max_bytes": 2**30, "max_files": 2000, "every_s": 60}  # and, every minute, its oldest beyond these
 
 
 def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int = 2,
-          sessions: Sessions | None = None, secret: str | None = None) -> gr.Blocks:
+          sessions: Sessions | None = None) -> gr.Blocks:
     """The app's Blocks, ready to queue and launch (or to inspect in a test without a server).
 
     Every heavy handler (Compare, Why IN?, Video, Webcam, a training submission) runs in one
     concurrency group, ``HEAVY``: at most ``concurrency`` of them at once across the whole app, the
-    rest waiting in the one queue. ``secret``: the key of the browsers' stored owner tokens.
+    rest waiting in the one queue.
     """
     if not styles.names():
         raise SystemExit("no models found: the manifest is missing or empty (see docs/training.md)")
@@ -67,9 +79,6 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int 
     with gr.Blocks(title="stylenet: BN vs IN", delete_cache=GRADIO_CACHE_RETENTION) as demo:
         gr.Markdown("# stylenet — Batch Norm vs Instance Norm for fast style transfer\n"
                     "Same network, same recipe, same training photos: only the normalization layer differs.")
-        token = gr.BrowserState("", storage_key="stylenet-owner", secret=secret or browser_secret(None))
-        demo.load(sessions.start, token, token, api_name=False, show_progress="hidden", **LIGHT)
-        demo.unload(sessions.forget)
         with gr.Tab("Compare"):
             style = compare_tab(styles, sessions, files, heavy, demo)
         with gr.Tab("Why IN?"):
@@ -109,6 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the cache folder)")
     parser.add_argument("--train-photos", type=Path, default=None,
                         help="the training photos for new styles (default: $STYLENET_DATA or data/train)")
+    parser.add_argument("--job-memory", type=float, default=float(os.environ.get("STYLENET_JOB_MEMORY", "4")),
+                        metavar="GB", help="refuse a training job whose predicted peak memory is over this many GB "
+                                           "(default: $STYLENET_JOB_MEMORY or 4)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights_dir or paths.weights_dir()
     shipped = load_styles(weights)
     try:
-        jobs = JobStore(args.models_dir, args.train_photos, reserved=tuple(shipped))
+        jobs = JobStore(args.models_dir, args.train_photos, Limits(memory=int(args.job_memory * 2**30)),
+                        reserved=tuple(shipped))
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -127,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     jobs.prune()  # the retention policy, at start; the runner applies it while running
     styles.refresh()
     Runner(jobs, on_change=styles.refresh).start()  # trains queued jobs, one at a time
-    demo = build(styles, jobs, args.concurrency, secret=browser_secret(jobs.root))
+    gradio_cache(**GRADIO_CACHE_CAP)  # before the Blocks: their components keep the cache folder they find
+    demo = build(styles, jobs, args.concurrency)
     # A bounded queue keeps memory bounded: when it is full a request is refused at once (the browser
     # shows "This application is currently busy", gradio_client raises "Queue is full") instead of hanging.
     # api_open=False: no request skips the queue (Gradio opens /gradio_api/run/<api> by default, which
@@ -137,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM ends the process through SystemExit, so the atexit cleanups (results areas) run.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD_BYTES,
-                show_error=True, css=CSS,
+                show_error=True, css=CSS, app_kwargs={"middleware": [Middleware(OwnerCookie)]},
                 # Gradio serves its own cache and these only: the shipped paintings and the example photos
                 # (wherever the app starts). Never the models folder: a user's results, previews and
                 # paintings are copied into that user's results area (uploads.ResultFiles) and served from

@@ -1,13 +1,16 @@
 """Who is asking: every browser (or API client) is an owner, and sees and changes only what it made.
 
-A browser keeps a random token in its own storage (``gr.BrowserState``), so a reload, or a restart of
-the app, keeps its jobs and styles. Gradio encrypts it with the app's secret but sends that secret to
-every page (``/config``): the token is protected only as well as the browser's storage is. The page sends the token
-once, when it loads (``start``); after that every request of the page is matched to it through
-Gradio's ``session_hash``, so the API's parameters stay as they were. A client that never loaded the
-page (``gradio_client``, raw HTTP) is owned by its ``session_hash`` alone: one ``Client`` is one owner.
-A request with no session at all (a raw ``/gradio_api/call/<api>`` call mints one per call) is an owner
-of its own, never shared: nothing it makes can be found again by anyone, itself included.
+A browser is known by a cookie: the first response to a request without a valid ``stylenet-owner``
+cookie sets one, a random token (``OwnerCookie``), and every later request of that browser carries it.
+It is ``HttpOnly`` (no script of a page can read it, unlike anything in the browser's storage),
+``SameSite=Lax`` (another site's form or script cannot send it with a request that changes something)
+and ``Secure`` where the app is reached over https. Every tab of a browser, a reload and a restart of
+the app share it, so they are one owner; nothing has to be remembered per page on the server.
+
+A client that does not keep cookies is owned by its ``session_hash`` alone (gradio_client keeps the
+cookie its first request got, so one ``Client`` is one owner either way). A request with neither (a raw
+``/gradio_api/call/<api>`` mints a session per call) is an owner of its own, never shared: nothing it
+makes can be found again by anyone, itself included.
 
 An owner is kept on disk (job.json) and in folder names only as a hash, never as the token itself:
 nothing a client can list reveals what another would have to send to pass as its owner.
@@ -18,16 +21,17 @@ import hashlib
 import re
 import secrets
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
+from http.cookies import SimpleCookie
 
 import gradio as gr
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TOKEN = re.compile(r"[0-9a-f]{32}")
+COOKIE = "stylenet-owner"
+COOKIE_DAYS = 400  # the longest browsers keep a cookie
 LOCAL = "local"  # the default owner of the view functions called from Python (a test, a script); never a request's
-SECRET_FILE = "browser.secret"
 
 
 def owner_id(kind: str, value: str) -> str:
@@ -35,58 +39,65 @@ def owner_id(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:32]
 
 
-def browser_secret(folder: Path | None) -> str:
-    """The key the browsers' tokens are encrypted with: kept in ``folder`` (the models folder) so it
-    outlives a restart; random for this process alone when there is no folder."""
-    if folder is None:
-        return secrets.token_hex(16)
-    path = Path(folder) / SECRET_FILE
-    try:
-        secret = path.read_text().strip()
-    except FileNotFoundError:
-        secret = ""
-    if not TOKEN.fullmatch(secret):
-        secret = secrets.token_hex(16)
-        path.touch(mode=0o600)
-        path.write_text(secret)
-    return secret
+def cookie_token(cookies: object) -> str | None:
+    """The owner token among ``cookies`` (a mapping), or None when it is missing or not one the app
+    makes: a malformed value is never an owner."""
+    token = dict(cookies or {}).get(COOKIE)  # type: ignore[call-overload]
+    return token if isinstance(token, str) and TOKEN.fullmatch(token) else None
+
+
+class OwnerCookie:
+    """ASGI middleware: a request without a valid owner cookie gets a new one with its response.
+
+    The request itself is answered as before (by its session, see ``Sessions.owner``): a client that
+    drops the cookie must not become a new owner at each request. A malformed cookie is replaced.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        if cookie_token(connection.cookies):
+            await self.app(scope, receive, send)
+            return
+        https = connection.url.scheme == "https" or connection.headers.get("x-forwarded-proto") == "https"
+        header = new_cookie(https).encode("latin-1")
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", header)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def new_cookie(https: bool) -> str:
+    """A ``Set-Cookie`` value holding a fresh owner token."""
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[COOKIE] = secrets.token_hex(16)
+    morsel = cookie[COOKIE]
+    morsel.update({"path": "/", "max-age": str(COOKIE_DAYS * 86400), "httponly": True, "samesite": "Lax",
+                   "secure": https})
+    return morsel.OutputString()
 
 
 class Sessions:
-    """session_hash -> owner, for the pages that sent their token (at most ``keep``, oldest forgotten)."""
-
-    def __init__(self, keep: int = 10_000) -> None:
-        self.owners: OrderedDict[str, str] = OrderedDict()
-        self.keep = keep
-        self.lock = threading.Lock()
-
-    def start(self, token: object, request: gr.Request | None = None) -> str:
-        """A page has loaded with its stored token (a new one when it has none): its requests are that owner's."""
-        if not isinstance(token, str) or not TOKEN.fullmatch(token):
-            token = secrets.token_hex(16)
-        if request is not None and request.session_hash:
-            with self.lock:
-                self.owners[request.session_hash] = owner_id("browser", token)
-                self.owners.move_to_end(request.session_hash)
-                while len(self.owners) > self.keep:
-                    self.owners.popitem(last=False)
-        return token
-
-    def forget(self, request: gr.Request | None = None) -> None:
-        """The page was closed."""
-        if request is not None and request.session_hash:
-            with self.lock:
-                self.owners.pop(request.session_hash, None)
+    """Who makes a request: the owner every tab asks before it shows or changes anything."""
 
     def owner(self, request: gr.Request | None) -> str:
-        """Who makes this request: the page's token holder, else the client's session, else (no session:
-        nothing ties this request to another) a fresh owner of its own. Never one owner shared by all
-        sessionless callers, which would let any of them list and cancel what another made."""
+        """The browser's cookie, else the client's session, else (nothing ties this request to another)
+        a fresh owner of its own. Never one owner shared by all sessionless callers, which would let any
+        of them list and cancel what another made."""
+        token = cookie_token(getattr(request, "cookies", None))
+        if token:
+            return owner_id("browser", token)
         if request is None or not request.session_hash:
             return owner_id("once", secrets.token_hex(16))
-        with self.lock:
-            known = self.owners.get(request.session_hash)
-        return known or owner_id("session", request.session_hash)
+        return owner_id("session", request.session_hash)
 
 
 def client_watch(blocks: gr.Blocks | None, request: gr.Request | None) -> Callable[[], bool]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -32,7 +34,9 @@ from ..jobs.job import folder_bytes
 from .errors import user_error
 
 PREFIX = "stylenet-results-"
+CACHE_PREFIX = "stylenet-gradio-"
 EXAMPLE = "skimage_chelsea.jpg"  # the first-load example: a familiar photo, small enough to render at start
+MIN_PHOTO_SIDE = 32  # below this the network's two halvings leave under 8x8 features: a few blotches of colour
 
 
 def read_upload(path: str | None, max_side: int) -> Image.Image:
@@ -43,6 +47,9 @@ def read_upload(path: str | None, max_side: int) -> Image.Image:
         img, _ = open_image(path, max_pixels=MAX_UPLOAD_PIXELS)
     except ImageError as exc:
         raise user_error(str(exc).replace(str(path), Path(path).name)) from None
+    if min(img.size) < MIN_PHOTO_SIDE:
+        raise user_error(f"This photo is {img.width}x{img.height} px: too small to stylize (at least "
+                         f"{MIN_PHOTO_SIDE} px on each side).")
     return limit_size(img, max_side)
 
 
@@ -165,6 +172,51 @@ class ResultFiles:
                 continue
             copied.append((str(target), caption))
         return copied
+
+
+def gradio_cache(max_bytes: int, max_files: int, every_s: float) -> Path:
+    """Give Gradio a cache folder of this process's own, kept within ``max_bytes`` and ``max_files``.
+
+    Gradio's ``delete_cache`` bounds its cache by age only, so anyone may fill it with uploads
+    (15 MB each) for an hour. This folder (``GRADIO_TEMP_DIR``, read by Gradio whenever it makes a
+    component or the server) is capped once at start and then every ``every_s`` seconds
+    (``cap_files``) until it is gone (removed when the app exits; one left by a killed app goes at the
+    next start). Call it before the Blocks are built."""
+    sweep_stale(CACHE_PREFIX)
+    folder = Path(tempfile.mkdtemp(prefix=f"{CACHE_PREFIX}{os.getpid()}-"))
+    atexit.register(shutil.rmtree, folder, True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+
+    def keep_capped() -> None:
+        while folder.is_dir():
+            cap_files(folder, max_bytes, max_files)
+            time.sleep(every_s)
+
+    threading.Thread(target=keep_capped, name="gradio-cache-cap", daemon=True).start()
+    return folder
+
+
+def cap_files(folder: Path, max_bytes: int, max_files: int) -> None:
+    """Remove the oldest files under ``folder`` (by modification time) until at most ``max_files``
+    remain, holding at most ``max_bytes`` together; a folder a removal empties goes too."""
+    files = []
+    for path in folder.rglob("*"):
+        try:
+            st = path.lstat()
+        except OSError:  # removed meanwhile (Gradio's own retention)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            files.append((st.st_mtime, st.st_size, path))
+    files.sort()
+    total = sum(size for _, size, _ in files)
+    for count, (_, size, path) in zip(range(len(files), 0, -1), files):
+        if count <= max_files and total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        if path.parent != folder:
+            with contextlib.suppress(OSError):  # not empty: other files of the same upload
+                path.parent.rmdir()
 
 
 def sweep_stale(prefix: str) -> None:

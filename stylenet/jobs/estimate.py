@@ -1,10 +1,14 @@
-"""How long each training preset takes on this server, before anyone presses Train.
+"""How long each training preset takes on this server, and how much memory a job needs, before anyone
+presses Train.
 
 The trainer estimates a run by timing one step (``step.measure_step``: the second of two steps on
 fresh models and a random batch) and multiplying by the steps. This does the same for every preset,
 for a BN + IN job, in a process set up like the worker (``nice`` +10, one core fewer than the machine),
 so the figure is what a job in the app will take, not what the command line takes on an idle machine.
 The app starts it once (``start``) and the Train tab reads the file it writes (``read``).
+
+Memory is not measured per server: ``peak_bytes`` is a model fitted to measured runs
+(``scripts/job_memory.py``), which the job store checks every request against (``Limits.memory``).
 
     python -m stylenet.jobs.estimate OUT.json PAINTING PRESET...   (started by the app, not by people)
 """
@@ -21,11 +25,18 @@ from pathlib import Path
 import torch
 
 from ..files import replaced_atomically
-from .runner import worker_threads
-from .worker import WORKER_NICE
 
 ESTIMATE_FILE = "preset_times.json"
 NORMS = ("batch", "instance")
+# A job's peak memory (its worker's RSS, the warm-up's trial steps included), fitted by scripts/job_memory.py
+# to 2-step runs on the 2-core CPU (docs/app.md, "Memory of a job"); see peak_bytes.
+MEMORY_BASE = 885_854_862  # bytes: torch, VGG, the style targets
+MEMORY_PER_PIXEL = 2751  # bytes per pixel of a batch (batch × crop²): one model's graph, through VGG,
+MEMORY_PER_PIXEL_WIDTH = 97.9  # and this much more per unit of the transformer's width
+MEMORY_PER_PIXEL_HELD = 1050  # with two norms or more: the previous model's output and VGG features
+# Not fitted (too small in those runs to tell apart): each model's ~1,630 × width² parameters, 4 bytes each
+# for the weight, its gradient, Adam's two moments and the warm-up's copy of the weight.
+PARAMETER_BYTES = 1630 * 4 * 5  # per model, times width²
 
 
 def measure(painting: Path, presets: list[str]) -> dict[str, float]:
@@ -45,6 +56,16 @@ def measure(painting: Path, presets: list[str]) -> dict[str, float]:
         runs = [new_run(norm, recipe, mode, device, Path(os.devnull), Path(os.devnull)) for norm in NORMS]
         seconds[name] = round(recipe.steps * measure_step(step, runs, recipe, mode), 1)
     return seconds
+
+
+def peak_bytes(crop: int, batch: int, width: int, models: int) -> float:
+    """A training job's predicted peak memory in bytes, which the job store checks a request against:
+    ``models`` norms trained together on batches of ``batch`` crops of ``crop`` px by networks of
+    ``width``. The models train one after another on each batch, so the pixels' cost is one model's
+    graph (plus, with two norms or more, what the previous one's step still holds), not one per norm."""
+    pixels = batch * crop**2
+    return (MEMORY_BASE + pixels * (MEMORY_PER_PIXEL + MEMORY_PER_PIXEL_WIDTH * width)
+            + (models > 1) * pixels * MEMORY_PER_PIXEL_HELD + models * PARAMETER_BYTES * width**2)
 
 
 def start(folder: Path, painting: Path, presets: list[str]) -> None:
@@ -75,6 +96,10 @@ def exit_with(parent: int) -> None:
 
 
 def main(out: Path, painting: Path, presets: list[str]) -> int:
+    # imported here: the job store, which the runner and the worker import, imports this module
+    from .runner import worker_threads
+    from .worker import WORKER_NICE
+
     threading.Thread(target=exit_with, args=(os.getppid(),), daemon=True).start()
     try:
         os.nice(WORKER_NICE)

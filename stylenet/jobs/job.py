@@ -35,6 +35,7 @@ class Limits:
     steps: int = 20_000
     image_size: int = 512
     width: int = 64
+    memory: int = 4 * 2**30  # the worker's predicted peak (estimate.peak_bytes), in bytes
     queue: int = 3  # jobs one owner may have waiting behind the running one,
     queue_all: int = 20  # and everyone's together (each holds its painting and photos on disk)
     photos: int = 2000  # the user's own training photos: how many,

@@ -26,8 +26,9 @@ from ..checkpoint import check_style_name
 from ..data import list_images
 from ..images import ImageError, limit_size, open_image
 from ..norms import NORM_KINDS
-from ..train import PRESETS, state_path
+from ..train import PRESETS, Recipe, state_path
 from ..vgg import CACHE_NAME, VGGWeightsMissing, cache_dir, find_h5
+from . import estimate
 from .job import (
     CANCEL_FILE,
     JOB_FILE,
@@ -180,6 +181,7 @@ class JobStore:
         if preset not in PRESETS:
             raise JobError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         settings = self.settings(preset, overrides or {})
+        self.check_memory(preset, settings, len(set(norms)))
         problem = (None if photos else check_photos(self.photos)) or check_vgg()
         if problem:
             raise JobError(problem)
@@ -226,6 +228,19 @@ class JobStore:
             if not whole or not lo <= value <= hi:
                 raise JobError(f"{key.replace('_', ' ')} must be {lo} to {hi} (got {value})")
         return {key: int(chosen[key]) for key in ranges}
+
+    def check_memory(self, preset: str, settings: dict[str, int], models: int) -> None:
+        """Refuse a job whose predicted peak memory (``estimate.peak_bytes``) is over ``limits.memory``,
+        naming what to lower (the crop size and width; the number of norms barely counts): the largest job
+        the other limits allow needs about 11 GB, enough to push the app (or the machine) out of memory."""
+        batch = int(PRESETS[preset].get("batch_size", Recipe.batch_size))
+        crop, width, budget = settings["image_size"], settings["width"], self.limits.memory
+        need = estimate.peak_bytes(crop, batch, width, models)
+        if need <= budget:
+            return
+        fits = [c for c in range(32, crop, 32) if estimate.peak_bytes(c, batch, width, models) <= budget]
+        raise JobError(f"this job needs about {need / 2**30:.1f} GB of memory, over the {budget / 2**30:g} GB this "
+                       f"server allows one; lower the crop size{f' (to {fits[-1]} px)' if fits else ''} or the width")
 
     def open_painting(self, painting: str | Path | None) -> Image.Image:
         """The painting through the project's safe image rules, within the upload limits."""
