@@ -38,7 +38,7 @@ from stylenet.runtime import to_pil, to_tensor
 from stylenet.stylize import Stylizer
 from stylenet.train import Recipe, style_targets, style_weight
 from stylenet.vgg import VGGFeatures
-from stylenet.weights import WEIGHTS_DIR, load_manifest
+from stylenet.weights import WEIGHTS_DIR, load_manifest, styles_in_grid_order
 
 
 @torch.inference_mode()
@@ -196,7 +196,7 @@ def grid(models: list[dict], photos: list[Path], out: Path, side: int = 192, ref
     for entry in models:
         by_style.setdefault(entry["style"], {})[entry["norm"]] = entry
     norms = [n for n in NORM_KINDS if any(n in m for m in by_style.values())]
-    rows = [(style, photo) for style in sorted(by_style, key=lambda s: -len(by_style[s])) for photo in photos]
+    rows = [(style, photo) for style in styles_in_grid_order(models) for photo in photos]
     cols = ["photo", "painting"] + [norm_label(n) for n in norms] + ([reference.label] if reference else [])
     optimized = {(style, photo.name): to_pil(run.image) for style, runs in (reference.runs if reference else {}).items()
                  for photo, run in zip(reference.photos, runs)}

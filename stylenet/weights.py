@@ -20,6 +20,16 @@ def load_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
     return [entry for entry in json.loads(path.read_text())["models"] if isinstance(entry, dict)]
 
 
+def styles_in_grid_order(entries: list[dict[str, Any]]) -> list[str]:
+    """The styles of manifest ``entries`` as the report's grid stacks them: the styles with the most
+    models first (the fully compared ones on top), ties in manifest order. The report script draws the
+    grid in this order and the app's report tab names its bands by it, so both read it from here."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry["style"]] = counts.get(entry["style"], 0) + 1
+    return sorted(counts, key=lambda style: -counts[style])
+
+
 def in_weights(weights_dir: Path, name: object) -> Path:
     """The file a manifest entry names (``file``, ``painting``), which must lie inside ``weights_dir``:
     ValueError for an absolute path, a ``..`` that climbs out, or anything that is not a name."""

@@ -116,6 +116,48 @@ def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
     assert [side_limit(v) for v in (10, 800.7, 5000)] == [64, 800, 1024]
 
 
+def test_a_photo_too_small_to_stylize_is_refused_in_one_line(tmp_path):
+    """A 1x1 PNG decodes fine but stylizes into a blotch: photos under 32 px a side are refused, with the size."""
+    import gradio as gr
+
+    from stylenet.app.uploads import MIN_PHOTO_SIDE, read_upload
+
+    for size in ((1, 1), (MIN_PHOTO_SIDE - 1, 400)):
+        Image.new("RGB", size).save(tmp_path / "tiny.png")
+        with pytest.raises(gr.Error, match=rf"{size[0]}x{size[1]} px: too small to stylize \(at least 32 px"):
+            read_upload(str(tmp_path / "tiny.png"), 512)
+    Image.new("RGB", (MIN_PHOTO_SIDE, MIN_PHOTO_SIDE)).save(tmp_path / "small.png")
+    assert read_upload(str(tmp_path / "small.png"), 512).size == (MIN_PHOTO_SIDE, MIN_PHOTO_SIDE)
+
+
+def test_the_report_has_a_takeaway_and_a_titled_band_of_the_grid_per_style(tmp_path):
+    """The report's one-line takeaway follows its table's IN-vs-BN column; the grid comes as one band of
+    rows per style under the painting's title, with the column names as text, not as pixels."""
+    import base64
+
+    from stylenet.app.report import grid_columns, grid_html, split_table, takeaway
+    from stylenet.figures import contact_sheet
+
+    _, table, notes = split_table((ROOT / "docs" / "figures" / "comparison.md").read_text())
+    assert takeaway(table) == ("**In short:** Instance Norm copies every painting's style more closely than Batch "
+                               "Norm: its style loss is 0.34x to 0.91x of Batch Norm's (lower is closer).")
+    assert "optimization.md" in notes and "optimization.md" not in table  # file names go to the collapsed notes
+    mixed = "| style | BN | IN | IN vs BN style loss |\n|---|---|---|---|\n| a | 1 | 2 | 2.00x |\n| b | 2 | 1 | 0.50x |"
+    assert "for 1 of 2 paintings (its style loss is 0.50x to 2.00x" in takeaway(mixed)
+    assert takeaway("| style | BN | IN |\n|---|---|---|\n| a | 1 | 2 |") is None
+    columns = grid_columns(mixed)
+    assert columns == ["photo", "painting", "BN", "IN"]
+    tile = Image.new("RGB", (20, 20), "red")
+    contact_sheet(columns, [[tile] * 4] * 4, tmp_path / "grid.png", side=40)
+    page = grid_html(tmp_path / "grid.png", columns, {"a": "Painting A", "b": "Painting B"})
+    assert re.findall(r"<h4>(.*?)</h4>", page) == ["Painting A", "Painting B"]
+    assert page.count("<span>painting</span>") == 2
+    bands = [Image.open(io.BytesIO(base64.b64decode(data))) for data in re.findall(r"base64,([^']+)'", page)]
+    assert [band.size for band in bands] == [(160, 80)] * 2  # two rows each, the picture's header left out
+    uneven = grid_html(tmp_path / "grid.png", columns, {"a": "A", "b": "B", "c": "C"})
+    assert "<h4>" not in uneven and "Columns, left to right: photo, painting, BN, IN." in uneven
+
+
 def test_strength_and_colour_remix_the_kept_results_without_running_a_model(tmp_path, photo, monkeypatch):
     """Compare keeps its full-strength outputs: another strength or colour setting is the photo and those
     outputs mixed again (what the stylizer would give, up to rounding), with no model run."""
@@ -531,7 +573,7 @@ def test_browser_trains_a_style_and_shows_it_live(app_url, folders, painting, tm
         page.get_by_label("Style", exact=True).first.click()  # the new style is offered without a restart, marked
         page.get_by_role("option", name="browser_tiny (user-trained)").wait_for(timeout=30_000)
         second_browser_sees_and_touches_nothing(browser, app_url, folders)
-        page.reload()  # the first browser keeps its job across a reload (its token is in its own storage)
+        page.reload()  # the first browser keeps its job across a reload (its owner cookie)
         page.get_by_role("tab", name="Train a style").click()
         page.locator("#job-status").get_by_text("browser_tiny — done").wait_for(timeout=30_000)
         browser.close()
@@ -583,6 +625,19 @@ def fully_visible(page, selector: str) -> bool:
             && r.top >= b.top - 1 && r.bottom <= b.bottom + 1; })""", selector)
 
 
+def apart(page, first: str, second: str) -> bool:
+    """The first element ``first`` matches and the first ``second`` matches do not overlap on the page."""
+    return page.evaluate("""([a, b]) => { const r = document.querySelector(a).getBoundingClientRect(),
+        s = document.querySelector(b).getBoundingClientRect();
+        return r.bottom <= s.top || s.bottom <= r.top || r.right <= s.left || s.right <= r.left; }""", [first, second])
+
+
+def no_file_names(page) -> bool:
+    """The page's visible text names no repository file (a script, a weights or docs path); commands
+    may stay inside collapsed sections, which innerText leaves out."""
+    return not re.search(r"scripts/|weights/|docs/|\.py\b|\.md\b", page.locator("body").inner_text())
+
+
 @pytest.mark.parametrize("width", [1280, 390])
 def test_browser_first_visit_explains_itself(app_url, folders, browser, width, tmp_path):
     """What a newcomer sees before doing anything, then one run of Why IN?: an example result with what
@@ -603,12 +658,31 @@ def test_browser_first_visit_explains_itself(app_url, folders, browser, width, t
     halves = page.evaluate("""() => { const w = document.querySelector('#bn-in-slider .slider-wrap > .wrap');
         return [getComputedStyle(w, '::before').content, getComputedStyle(w, '::after').content]; }""")
     assert halves == ['"Batch Norm"', '"Instance Norm"']
+    badges = page.evaluate("""() => { const w = document.querySelector('#bn-in-slider .slider-wrap > .wrap'),
+        r = w.getBoundingClientRect(), s = getComputedStyle(w, '::before'), top = r.top + parseFloat(s.top);
+        return [top, top + parseFloat(s.height), document.querySelector('#bn-in-slider [data-testid=block-label]')
+                .getBoundingClientRect().bottom]; }""")
+    assert badges[0] >= badges[2]  # the "Batch Norm" badge lies below the block label, not under it
     assert "What to look for" in page.locator("#look-for").inner_text()
     assert f"{example[0]}x{example[1]} px, 3 models · {STARRY_TITLE}" in page.locator("#compare-note").inner_text()
     assert page.get_by_label("Style", exact=True).first.input_value() == STARRY_TITLE
     assert page.locator("#all-results img").count() == 3 and fully_visible(page, "#all-results .caption-label")
     page.screenshot(path=str(tmp_path / f"compare_{width}.png"), full_page=True)
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.evaluate("document.documentElement.scrollWidth") <= width and no_file_names(page)
+    other = ROOT / "examples" / "skimage_astronaut.jpg"  # pressed at the button, the result is brought into view
+    page.locator("#compare-row input[type=file]").first.set_input_files(str(other))
+    page.wait_for_timeout(1000)
+    page.locator("#compare-btn").scroll_into_view_if_needed()
+    page.click("#compare-btn")
+    page.locator("#compare-note").get_by_text("{}x{} px, 3 models".format(*Image.open(other).size)).wait_for(timeout=60_000)
+    assert 0 <= page.evaluate("document.querySelector('#bn-in-slider').getBoundingClientRect().top") < 900
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")  # refused: no earlier result or caption stays under the error
+    page.locator("#compare-row input[type=file]").first.set_input_files(str(tmp_path / "dot.png"))
+    page.wait_for_timeout(1000)
+    page.click("#compare-btn")
+    page.get_by_text("1x1 px: too small to stylize").first.wait_for(timeout=30_000)
+    page.wait_for_function("() => !document.querySelector('#compare-note').innerText.trim()", timeout=10_000)
+    assert page.locator("#bn-in-slider img").count() == 0 and page.locator("#all-results img").count() == 0
 
     page.get_by_role("tab", name="Why IN?").click()
     assert not page.locator("#why-in-results").is_visible()  # no empty boxes before a run
@@ -633,5 +707,42 @@ def test_browser_first_visit_explains_itself(app_url, folders, browser, width, t
     page.locator("#job-status").get_by_text("No job yet").wait_for(timeout=30_000)
     assert not any(page.locator(b).is_visible() for b in ("#cancel-btn", "#resume-btn", "#delete-btn"))
     assert page.locator("#train-preview-photo").is_visible()
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert apart(page, "#train-photos [data-testid=block-label]", "#train-photos [data-testid=upload-text]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width and no_file_names(page)
+
+    page.get_by_role("tab", name="Training report").click()
+    assert page.locator("#report-takeaway").inner_text().startswith("In short: Instance Norm copies")
+    cells = page.evaluate("[...document.querySelectorAll('#report-table td')].map(c => c.getBoundingClientRect().height)")
+    assert cells and max(cells) < 60  # one line a cell: the table scrolls inside its box, never breaks digit by digit
+    assert [h.inner_text() for h in page.locator("#report-grid h4").all()] == [
+        STARRY_TITLE, "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)", "Edvard Munch, The Scream (1893)"]
+    heads = page.evaluate("[...document.querySelectorAll('#report-grid .grid-head span')].map(s => "
+                          "[s.innerText, parseFloat(getComputedStyle(s).fontSize), s.getBoundingClientRect().width])")
+    assert [name for name, _, _ in heads[:3]] == ["photo", "painting", "BN"]
+    assert all(px >= 13 and wide >= 90 for _, px, wide in heads)  # readable names over pictures of readable size
+    page.screenshot(path=str(tmp_path / f"report_{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width and no_file_names(page)
+    page.context.close()
+
+
+def test_browser_video_says_an_unplayable_upload_is_fine_and_keeps_a_small_clip_small(app_url, browser, tmp_path):
+    """An MPEG-4 Part 2 upload (Gradio: "Video not playable") gets a note that it will be stylized; a 96x64
+    clip comes back shown at 96x64, never enlarged; the progress never reads "IN: …" on the BN box."""
+    from .test_app_video import mp4v_clip
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(app_url)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-input input[type=file]").set_input_files(str(mp4v_clip(tmp_path / "old_camera.mp4")))
+    page.locator("#video-input-note").get_by_text("but the app reads it").wait_for(timeout=30_000)
+    page.click("#video-btn")
+    bn_texts = set()
+    while page.locator("#video-bn video, #video-in video").count() < 2:
+        bn_texts.add(page.locator("#video-bn").inner_text())
+        page.wait_for_timeout(200)
+    assert not any("stylizing frames" in text for text in bn_texts)
+    page.wait_for_function("() => [...document.querySelectorAll('#video-bn video, #video-in video')].every(v => v.videoWidth)")
+    shown = page.evaluate("[...document.querySelectorAll('#video-bn video, #video-in video')].map(v => "
+                          "[v.videoWidth, v.getBoundingClientRect().width])")
+    assert shown == [[96, 96]] * 2
     page.context.close()

@@ -113,3 +113,46 @@ def test_results_areas_are_private_pruned_and_removed_when_the_process_ends(tmp_
     assert left.exists()  # a killed process runs no atexit
     ResultFiles()
     assert not left.exists()  # swept by the next start
+
+
+def mp4v_clip(path: Path, size: tuple[int, int] = (96, 64), frames: int = 4) -> Path:
+    """A silent MPEG-4 Part 2 clip (what many cameras and old tools write): the app reads it, browsers don't play it."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=12)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.asarray(smooth_image(i, size)), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_a_clip_the_browser_cannot_preview_is_said_to_be_uploaded_and_kept_at_its_size(tmp_path, checkpoints):
+    """Gradio answers an MPEG-4 Part 2 upload with "Video not playable": a note says the clip is fine. A clip
+    smaller than the frame size comes back at its own size, the note says so, and the progress shows in
+    the note's place only (not as "IN: stylizing frames" on the BN box)."""
+    import gradio as gr
+
+    from stylenet.app import video as ui_video
+    from stylenet.app.sessions import Sessions
+    from stylenet.app.styles import StyleRegistry
+    from stylenet.app.uploads import ResultFiles
+
+    clip = mp4v_clip(tmp_path / "old_camera.mp4")
+    assert "cannot preview the clip's video format (MPEG-4 part 2), but the app reads it" in ui_video.preview_note(str(clip))
+    assert ui_video.preview_note(str(make_clip(tmp_path / "h264.mp4", frames=2, audio=False))) == ""
+    assert ui_video.preview_note(None) == ui_video.preview_note(str(tmp_path / "missing.mp4")) == ""
+    models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
+    registry = StyleRegistry({"stripes": SimpleNamespace(models=models, painting=None)}, lambda found: None)
+    with gr.Blocks() as demo:
+        ui_video.video_tab(registry, Sessions(), ResultFiles(), {})
+    run = next(f for f in demo.fns.values() if f.api_name == "video")
+    bn, inorm, note = run.fn(str(clip), "stripes", 256, False, progress=lambda *args, **kwargs: None)
+    assert read_clip(Path(bn))["size"] == read_clip(Path(inorm))["size"] == (96, 64)
+    assert "96x64 source, 96x64 out (longest side 96 px; a clip is never enlarged" in note
+    note_box = next(b for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b._id in [o._id for o in run.outputs])
+    assert [c._id for c in run.show_progress_on] == [note_box._id]

@@ -37,6 +37,13 @@ LOOK_FOR = (
     "**Instance Norm**, the same network trained the same way; only the normalization layer differs. "
     "Instance Norm takes on the painting's colours and brush texture more strongly and evenly, while Batch Norm "
     "stays closer to the photo's own colours and contrast.")
+# Run in the browser as the Stylize button is pressed: on a phone the results sit above the inputs, ~1500 px
+# above the button, so the page scrolls up to them (where the progress shows) instead of leaving no cue.
+SHOW_RESULTS = """(...inputs) => {
+  const results = document.querySelector("#compare-results");
+  if (results && results.getBoundingClientRect().top < 0) results.scrollIntoView({behavior: "smooth"});
+  return inputs;
+}"""
 
 
 def side_limit(max_side: object) -> int:
@@ -173,7 +180,10 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
         return finish(files, kept, strength, preserve_color, sessions.owner(request))
 
     style.change(show_painting, style, thumb, api_name=False, **LIGHT)
-    run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note, kept], api_name="compare", **heavy)
+    # a refused photo leaves no earlier result, or its caption, under the error
+    run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note, kept], api_name="compare",
+              js=SHOW_RESULTS, **heavy).failure(lambda: (None, [], "", None), None, [slider, row, note, kept],
+                                                api_name=False, show_progress="hidden", **LIGHT)
     gr.on([demo.load, strength.release, keep.input], remix, [kept, strength, keep], [slider, row, note],
           api_name=False, show_progress="hidden", **LIGHT)
     return style

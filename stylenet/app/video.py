@@ -17,6 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -26,7 +27,15 @@ from ..images import MAX_UPLOAD_BYTES
 from ..norms import norm_label
 from ..stylize import Stylizer
 from ..temporal import STABILIZERS, stabilized
-from ..video import VideoError, VideoLimits, probe, stylize_video
+from ..video import (
+    VideoError,
+    VideoLimits,
+    even_size,
+    open_clip,
+    probe,
+    stylize_video,
+    video_stream,
+)
 from .errors import user_error
 from .queueing import LIGHT
 from .sessions import LOCAL, Sessions, client_watch
@@ -41,6 +50,7 @@ VIDEO_LIMITS = VideoLimits(max_seconds=MAX_SECONDS, max_pixels=1920 * 1088, max_
                            max_work=(int(MAX_SECONDS * MAX_FPS) + 1) * VIDEO_SIDE[1] ** 2)
 UPLOAD_MB = MAX_UPLOAD_BYTES / 2**20
 WEBCAM_SIDE = 256
+BROWSER_CODECS = ("h264", "vp8", "vp9", "av1")  # what every current browser plays in a <video>
 
 
 class ClientGone(Exception):
@@ -94,7 +104,9 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
         outputs.append(str(out))
         seconds.append(time.perf_counter() - start)
     fps = float(min(info.fps, MAX_FPS))
-    note = (f"{frames} frames at {fps:.3g} fps, {info.width}x{info.height} source, longest side {side} px; "
+    width, height = even_size(info.width, info.height, side)
+    note = (f"{frames} frames at {fps:.3g} fps, {info.width}x{info.height} source, {width}x{height} out (longest "
+            f"side {max(width, height)} px; a clip is never enlarged, and is shown at its own size); "
             f"sound {'copied' if info.audio else 'none'}. BN {frames / seconds[0]:.1f} fps, "
             f"IN{' (smoothed)' if smooth else ''} {frames / seconds[1]:.1f} fps on this server.")
     return outputs[0], outputs[1], note
@@ -113,6 +125,7 @@ def video_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, h
         with gr.Column(scale=1):
             clip = gr.Video(label=f"Your clip (≤ {VIDEO_LIMITS.max_seconds:g} s, ≤ {UPLOAD_MB:g} MB)",
                             sources=["upload"], elem_id="video-input")
+            clip_note = gr.Markdown(elem_id="video-input-note")
             style = style_dropdown(registry.view(None), registry.names())
             low, high, default = VIDEO_SIDE
             side = gr.Slider(low, high, value=default, step=32, label="Frame size (longest side, px)")
@@ -134,10 +147,30 @@ def video_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, h
             print("stylenet app: a video stopped: its client went away", file=sys.stderr, flush=True)
             return gr.skip(), gr.skip(), gr.skip()
 
-    # the last clip's videos and note go first, so a failed run never sits under an old success
+    clip.change(preview_note, clip, clip_note, api_name=False, show_progress="hidden", **LIGHT)
+    # the last clip's videos and note go first, so a failed run never sits under an old success; the progress
+    # shows in the note's place alone (on the BN box, "IN: stylizing frames" read as BN's progress)
     run.click(lambda: (None, None, ""), None, [bn, inorm, note], api_name=False, show_progress="hidden",
-              **LIGHT).then(handler, [clip, style, side, smooth], [bn, inorm, note], api_name="video", **heavy)
+              **LIGHT).then(handler, [clip, style, side, smooth], [bn, inorm, note], api_name="video",
+                            show_progress_on=note, **heavy)
     return style
+
+
+def preview_note(clip: str | None) -> str:
+    """A word under the upload where the browser cannot play the clip (an MPEG-4 Part 2 or HEVC file):
+    Gradio then shows "Video not playable", which reads as a failed upload though the clip is fine to
+    stylize. Empty for a playable clip, no clip, or one that does not open (the run says why)."""
+    if not clip:
+        return ""
+    try:
+        with open_clip(clip) as container:
+            codec = video_stream(container, Path(clip).name).codec_context.codec
+    except VideoError:
+        return ""
+    if codec.name in BROWSER_CODECS:
+        return ""
+    return (f"**Uploaded.** This browser cannot preview the clip's video format ({codec.long_name}), "
+            "but the app reads it: press the button below and the clip will be stylized.")
 
 
 def webcam_frame(models: dict[str, Stylizer], frame: str | None,

@@ -54,7 +54,7 @@ FLICKER_TEXT = (
 FLICKER_DETAIL = (
     "Flicker is the mean |difference| between a stylized frame, warped onto the next with the camera's exact "
     "motion, and that next frame; *tone* flicker is the shift of the mean colour (×1000). The stability "
-    "option (IN + EMA) smooths IN's statistics over time without retraining (see docs/video.md).")
+    "option (IN + EMA) smooths IN's statistics over time without retraining: the Video tab's Steadier IN box.")
 
 
 def verdict(name: str, expected: str, otherwise: str, more: tuple[str, float], less: tuple[str, float]) -> str:
@@ -162,7 +162,8 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
         gr.Markdown(FLICKER_DETAIL)
         table = paths.figures_dir() / "flicker.md"
         gr.Markdown(table.read_text() if table.is_file() else
-                    "The measured table is written by `python scripts/flicker.py` (in a checkout).")
+                    "No measured table on this server: it comes with a source checkout of stylenet "
+                    "(`python scripts/flicker.py` builds it).")
         if (paths.figures_dir() / "flicker.png").is_file():
             gr.Image(str(paths.figures_dir() / "flicker.png"), label="Flicker vs style", interactive=False)
 
