@@ -34,12 +34,13 @@ class RayUnavailable(RuntimeError):
 class StylizeActor:
     """One Ray actor: the models loaded once, then one row (file, model, target) at a time."""
 
-    def __init__(self, weights: list[str], options: Options, device: str, threads: int, out_dir: str) -> None:
+    def __init__(self, weights: list[str], options: Options, device: str, threads: int, out_dir: str,
+                 backend: str | None = None) -> None:
         if not Path(out_dir).is_dir():
             raise RayUnavailable(f"{out_dir} is not visible on this node: use a folder all nodes share")
         torch.set_num_threads(threads)
         self.options = options
-        self.stylizers = {s.name: s for s in (Stylizer.load(w, device=device) for w in weights)}
+        self.stylizers = {s.name: s for s in (Stylizer.load(w, device=device, backend=backend) for w in weights)}
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         errors = []
@@ -66,9 +67,10 @@ def pool_size(workers: int | None, jobs: int, gpus: int, cpus: int) -> tuple[int
 
 
 def stylize_on_ray(jobs: list[Job], options: Options, weights: list[str], out_dir: Path, device: str = "auto",
-                   address: str | None = None, workers: int | None = None) -> list[str]:
-    """Run ``jobs`` (their targets inside ``out_dir``) on Ray, a local one or the cluster at ``address``;
-    the failure lines of the files that failed. Raises ``RayUnavailable`` when Ray itself fails
+                   address: str | None = None, workers: int | None = None, backend: str | None = None) -> list[str]:
+    """Run ``jobs`` (their targets inside ``out_dir``) on Ray, a local one or the cluster at ``address``,
+    each actor's networks on ``backend`` (None: the actor's ``$STYLENET_BACKEND``, else auto); the
+    failure lines of the files that failed. Raises ``RayUnavailable`` when Ray itself fails
     (outputs written so far are kept)."""
     if not jobs:
         return []
@@ -96,7 +98,7 @@ def stylize_on_ray(jobs: list[Job], options: Options, weights: list[str], out_di
                 num_gpus=1 if gpus else 0, num_cpus=0 if gpus else threads, max_restarts=0,
                 fn_constructor_kwargs={"weights": checkpoints, "options": options, "threads": threads,
                                        "device": "cuda" if gpus else "cpu",
-                                       "out_dir": str(out_dir.absolute())})
+                                       "out_dir": str(out_dir.absolute()), "backend": backend})
         failures = []
         with tqdm(total=len(jobs), desc="stylizing (ray)", unit="img") as bar:
             for result in results.iter_rows():

@@ -5,7 +5,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from stylenet import ray_stylize
+from stylenet.batch import Options
+from stylenet.cli import stylize as stylize_cli
 
 from .conftest import smooth_image
 
@@ -55,3 +60,18 @@ def test_ray_makes_what_the_local_engine_makes_and_a_rerun_resumes(tmp_path, pho
     again = stylize(photos, *models, "--out", tmp_path / "ray", "--engine", "ray")
     assert "done: 1 written, 3 skipped (existing), 2 failed" in again.stdout
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+
+
+def test_the_cli_hands_backend_to_ray_and_the_actors_load_their_models_on_it(tmp_path, checkpoints, monkeypatch):
+    """In this process, without a Ray cluster: ``stylize_on_ray`` stubbed, then one actor made directly."""
+    handed = {}
+    monkeypatch.setattr(ray_stylize, "stylize_on_ray", lambda *args, **kwargs: handed.update(kwargs) or [])
+    smooth_image(1).save(tmp_path / "a.jpg")
+    argv = [str(tmp_path / "a.jpg"), "--weights", str(checkpoints["batch"]), "--out", str(tmp_path / "out"),
+            "--engine", "ray", "--backend", "eager"]
+    assert stylize_cli.main(argv) == 0 and handed["backend"] == "eager"
+
+    monkeypatch.setenv("STYLENET_BACKEND", "onnx")  # the default the argument must override
+    actor = ray_stylize.StylizeActor([str(path) for path in checkpoints.values()], Options(), "cpu",
+                                     torch.get_num_threads(), str(tmp_path), backend="eager")
+    assert [s.backend.asked for s in actor.stylizers.values()] == ["eager", "eager"]

@@ -148,7 +148,7 @@ def test_backend_auto_by_default_measures_once_and_says_what_it_chose(tmp_path, 
     first = run(*args)
     assert first.returncode == 0, first.stderr
     chosen = next(line for line in first.stdout.splitlines() if line.startswith("backend: "))
-    assert chosen.startswith(("backend: eager at 64² (measured fastest)", "backend: onnx at 64² (measured "))
+    assert chosen.startswith(("backend: eager at 64² (nothing measured ", "backend: onnx at 64² (measured "))
     assert (tmp_path / "cache" / "backends.json").is_file()
     cached = run(*args, "--backend", "auto")  # a new process: the choice is read, not measured again
     assert f"{chosen.removesuffix(')')}; cached)\n" in cached.stdout

@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         from stylenet.ray_stylize import RayUnavailable, stylize_on_ray
 
         try:
-            failed = stylize_on_ray(todo, options, args.weights, out_dir, args.device, args.address, args.workers)
+            failed = stylize_on_ray(todo, options, args.weights, out_dir, args.device, args.address, args.workers,
+                                    backend=args.backend)
         except RayUnavailable as exc:
             done = sum(job.target.exists() for job in todo)
             print(f"error: {exc}; {done} of {len(todo)} outputs were written: rerun to resume", file=sys.stderr)
