@@ -117,7 +117,8 @@ def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
 
 
 def test_a_photo_too_small_to_stylize_is_refused_in_one_line(tmp_path):
-    """A 1x1 PNG decodes fine but stylizes into a blotch: photos under 32 px a side are refused, with the size."""
+    """A 1x1 PNG decodes fine but stylizes into a blotch: photos under 32 px a side are refused, with the size,
+    and so is one under it once downscaled to the resolution asked for."""
     import gradio as gr
 
     from stylenet.app.uploads import MIN_PHOTO_SIDE, read_upload
@@ -128,6 +129,10 @@ def test_a_photo_too_small_to_stylize_is_refused_in_one_line(tmp_path):
             read_upload(str(tmp_path / "tiny.png"), 512)
     Image.new("RGB", (MIN_PHOTO_SIDE, MIN_PHOTO_SIDE)).save(tmp_path / "small.png")
     assert read_upload(str(tmp_path / "small.png"), 512).size == (MIN_PHOTO_SIDE, MIN_PHOTO_SIDE)
+    Image.new("RGB", (4000, 40)).save(tmp_path / "strip.png")  # wide enough, but 64x1 once downscaled
+    with pytest.raises(gr.Error, match=r"4000x40 px, 64x1 px at this resolution: too small to stylize"):
+        read_upload(str(tmp_path / "strip.png"), 64)
+    assert read_upload(str(tmp_path / "strip.png"), 3200).size == (3200, 32)
 
 
 def test_the_report_has_a_takeaway_and_a_titled_band_of_the_grid_per_style(tmp_path):
@@ -727,7 +732,8 @@ def test_browser_first_visit_explains_itself(app_url, folders, browser, width, t
 
 def test_browser_video_says_an_unplayable_upload_is_fine_and_keeps_a_small_clip_small(app_url, browser, tmp_path):
     """An MPEG-4 Part 2 upload (Gradio: "Video not playable") gets a note that it will be stylized; a 96x64
-    clip comes back shown at 96x64, never enlarged; the progress never reads "IN: …" on the BN box."""
+    clip comes back shown at 96x64, never enlarged; the progress shows, readable, in the note under both
+    videos, never as "IN: …" on the BN box."""
     from .test_app_video import mp4v_clip
 
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
@@ -736,11 +742,15 @@ def test_browser_video_says_an_unplayable_upload_is_fine_and_keeps_a_small_clip_
     page.locator("#video-input input[type=file]").set_input_files(str(mp4v_clip(tmp_path / "old_camera.mp4")))
     page.locator("#video-input-note").get_by_text("but the app reads it").wait_for(timeout=30_000)
     page.click("#video-btn")
-    bn_texts = set()
+    bn_texts, progress_seen = set(), False
     while page.locator("#video-bn video, #video-in video").count() < 2:
         bn_texts.add(page.locator("#video-bn").inner_text())
+        progress_seen |= page.evaluate("(() => { const n = document.querySelector('#video-note'); const r = "
+                                       "n.getBoundingClientRect(); return /stylizing frames/.test(n.innerText) "
+                                       "&& r.height >= 40 && r.width >= 200; })()")
         page.wait_for_timeout(200)
     assert not any("stylizing frames" in text for text in bn_texts)
+    assert progress_seen  # the progress is shown in the note, in a box large enough to be read
     page.wait_for_function("() => [...document.querySelectorAll('#video-bn video, #video-in video')].every(v => v.videoWidth)")
     shown = page.evaluate("[...document.querySelectorAll('#video-bn video, #video-in video')].map(v => "
                           "[v.videoWidth, v.getBoundingClientRect().width])")

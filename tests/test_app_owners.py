@@ -9,7 +9,15 @@ import gradio as gr
 import httpx
 from gradio_client import Client, handle_file
 
-from stylenet.app.sessions import COOKIE, LOCAL, TOKEN, OwnerCookie, Sessions, owner_id
+from stylenet.app.sessions import (
+    COOKIE,
+    HOST_COOKIE,
+    LOCAL,
+    TOKEN,
+    OwnerCookie,
+    Sessions,
+    owner_id,
+)
 
 from . import helpers
 from .conftest import smooth_image
@@ -18,8 +26,8 @@ from .test_app import app_folders, running_app
 LIGHT_APIS = ("jobs", "job_events", "cancel", "resume", "delete_job")
 
 
-def request(session_hash, cookie=None):
-    return gr.Request(session_hash=session_hash, cookies={COOKIE: cookie} if cookie else {})
+def request(session_hash, cookie=None, url="http://app/"):
+    return gr.Request(session_hash=session_hash, url=url, headers={"cookie": f"{COOKIE}={cookie}"} if cookie else {})
 
 
 def test_a_browser_is_its_cookie_and_a_client_without_one_its_session():
@@ -37,7 +45,8 @@ def test_a_browser_is_its_cookie_and_a_client_without_one_its_session():
     assert len(sessionless) == 3 and LOCAL not in sessionless
 
 
-def test_the_owner_cookie_is_set_once_http_only_and_a_malformed_one_is_replaced():
+def owner_cookie_client(base_url: str = "http://testserver"):
+    """A client of a page behind ``OwnerCookie``."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.responses import PlainTextResponse
@@ -46,9 +55,12 @@ def test_the_owner_cookie_is_set_once_http_only_and_a_malformed_one_is_replaced(
 
     app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("page"))],
                     middleware=[Middleware(OwnerCookie)])
+    return TestClient(app, base_url=base_url)
 
+
+def test_the_owner_cookie_is_set_once_http_only_and_a_malformed_one_is_replaced():
     def get(**headers):  # a fresh client each time: no cookie jar carries one request's cookie to the next
-        response = TestClient(app).get("/", headers=headers)
+        response = owner_cookie_client().get("/", headers=headers)
         assert response.text == "page"
         return response.headers.get("set-cookie")
 
@@ -60,6 +72,33 @@ def test_the_owner_cookie_is_set_once_http_only_and_a_malformed_one_is_replaced(
     assert "Secure" in get(**{"x-forwarded-proto": "https"})
     replaced = get(cookie=f"{COOKIE}={value.upper()}")
     assert TOKEN.fullmatch(replaced.split(";")[0].partition("=")[2]) and value not in replaced
+    # two owner cookies (one tossed in by a sibling subdomain, or set on another path): neither is trusted
+    other = "fedcba9876543210" * 2
+    assert get(cookie=f"{COOKIE}={value}; {COOKIE}={other}").startswith(f"{COOKIE}=")
+
+
+def test_over_https_the_owner_cookie_is_one_only_this_host_can_set():
+    """``__Host-`` (Secure, Path=/, no Domain): an app on a sibling subdomain (``--share``'s *.gradio.live)
+    cannot set it, and the plain name it could set is no owner over https; a duplicated one is none either."""
+    minted = owner_cookie_client("https://app.example").get("/").headers["set-cookie"]
+    name, _, rest = minted.partition("=")
+    flags = [part.strip() for part in rest.split(";")][1:]
+    assert name == HOST_COOKIE == "__Host-stylenet-owner"
+    assert {"Secure", "Path=/", "HttpOnly", "SameSite=Lax"} <= set(flags)
+    assert not any(flag.lower().startswith("domain") for flag in flags)
+
+    sessions, token, other = Sessions(), "0123456789abcdef" * 2, "fedcba9876543210" * 2
+
+    def owner(cookie: str, url: str = "https://app.example/") -> str:
+        return sessions.owner(gr.Request(session_hash="tab", url=url, headers={"cookie": cookie}))
+
+    assert owner(f"{HOST_COOKIE}={token}") == owner(f"x=1; {HOST_COOKIE}={token}") == owner_id("browser", token)
+    assert owner(f"{COOKIE}={token}") == owner_id("session", "tab")  # the name a sibling could have tossed
+    assert owner(f"{HOST_COOKIE}={token}; {HOST_COOKIE}={other}") == owner_id("session", "tab")
+    assert owner(f"{COOKIE}={token}; {COOKIE}={token}", "http://app/") == owner_id("session", "tab")
+    assert owner(f"{COOKIE}={token}", "http://app/") == owner_id("browser", token)
+    kept = owner_cookie_client("https://app.example").get("/", headers={"cookie": f"{HOST_COOKIE}={token}"})
+    assert kept.headers.get("set-cookie") is None
 
 
 def test_through_the_app_one_cookie_is_one_owner_and_another_sees_nothing(tmp_path):
@@ -194,13 +233,17 @@ def test_a_pasted_picture_s_file_goes_with_the_cache_retention():
     assert not Path(path).exists()
 
 
-def test_capping_a_folder_removes_its_oldest_files_beyond_a_count_and_bytes(tmp_path):
+def test_capping_a_folder_removes_its_oldest_files_beyond_a_count_and_bytes(tmp_path, monkeypatch):
+    """Oldest by change time: Gradio's ``shutil.copy2`` gives a new copy its source's old modification time."""
+    from stylenet.app import uploads
     from stylenet.app.uploads import cap_files
 
+    monkeypatch.setattr(uploads, "CACHE_GRACE_S", 0.0)
     for i, size in enumerate((100, 100, 100, 500, 100)):  # one file a folder, as Gradio's cache keeps uploads
         (tmp_path / f"u{i}").mkdir()
         (tmp_path / f"u{i}" / "photo.png").write_bytes(b"x" * size)
-        os.utime(tmp_path / f"u{i}" / "photo.png", (1000 + i, 1000 + i))
+        os.utime(tmp_path / f"u{i}" / "photo.png", (2000 - i, 2000 - i))  # the newest copy of the oldest photo
+        time.sleep(0.02)  # past the clock's tick: each file its own change time
 
     def left():
         return sorted(p.parent.name for p in tmp_path.rglob("*.png"))
@@ -213,12 +256,69 @@ def test_capping_a_folder_removes_its_oldest_files_beyond_a_count_and_bytes(tmp_
     assert left() == ["u3", "u4"]
 
 
+def test_capping_spares_the_page_s_own_pictures_and_files_a_request_may_still_use(tmp_path, monkeypatch):
+    """A component's starting value (Compare's example photo, a painting, gr.Examples) is copied into the
+    cache once, when the page is built: removing it breaks the page for every new visitor. A file younger
+    than ``CACHE_GRACE_S`` may be an upload a request is still reading."""
+    from PIL import Image
+
+    from stylenet.app import uploads
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    Image.new("RGB", (8, 8)).save(tmp_path / "example.png")
+    with gr.Blocks() as demo:
+        gr.Image(value=str(tmp_path / "example.png"))
+    kept = uploads.kept_files(demo)
+    (example,) = kept
+    time.sleep(0.02)
+    for i in range(3):
+        (cache / f"u{i}").mkdir()
+        (cache / f"u{i}" / "photo.png").write_bytes(b"x" * 100)
+        time.sleep(0.02)
+    files = sorted(str(p) for p in cache.rglob("*.png"))
+    uploads.cap_files(cache, max_bytes=10_000, max_files=2, kept=kept)
+    assert sorted(str(p) for p in cache.rglob("*.png")) == files  # all young: none goes
+    monkeypatch.setattr(uploads, "CACHE_GRACE_S", 0.0)
+    uploads.cap_files(cache, max_bytes=10_000, max_files=2, kept=kept)
+    assert Path(example).is_file() and [p.parent.name for p in cache.glob("u*/*.png")] == ["u2"]
+
+
+def test_the_cache_cap_outlives_a_pass_that_fails(tmp_path, monkeypatch, capsys):
+    """One failed pass (a permission, a file system error) is logged, and the cap goes on."""
+    import tempfile
+
+    from stylenet.app import uploads
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
+    passes = []
+
+    def cap_files(*args) -> None:
+        passes.append(args)
+        if len(passes) == 1:
+            raise PermissionError("denied")
+
+    monkeypatch.setattr(uploads, "cap_files", cap_files)
+    folder = uploads.gradio_cache(max_bytes=250, max_files=10, every_s=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while len(passes) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(passes) >= 3
+    finally:
+        shutil.rmtree(folder)
+    assert capsys.readouterr().err.count("capping Gradio's cache failed") == 1
+
+
 def test_gradio_s_cache_is_the_app_s_own_and_capped_at_start_and_while_running(tmp_path, monkeypatch):
     import tempfile
 
+    from stylenet.app import uploads
     from stylenet.app.uploads import CACHE_PREFIX, gradio_cache
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(uploads, "CACHE_GRACE_S", 0.0)
     monkeypatch.setenv("GRADIO_TEMP_DIR", "")  # restored when the test ends
     killed = tmp_path / f"{CACHE_PREFIX}999999999-abc"  # a killed app's cache: no such process
     (killed / "upload").mkdir(parents=True)

@@ -115,13 +115,14 @@ def test_results_areas_are_private_pruned_and_removed_when_the_process_ends(tmp_
     assert not left.exists()  # swept by the next start
 
 
-def mp4v_clip(path: Path, size: tuple[int, int] = (96, 64), frames: int = 4) -> Path:
-    """A silent MPEG-4 Part 2 clip (what many cameras and old tools write): the app reads it, browsers don't play it."""
+def mp4v_clip(path: Path, size: tuple[int, int] = (96, 64), frames: int = 4, codec: str = "mpeg4") -> Path:
+    """A silent clip, by default MPEG-4 Part 2 (what many cameras and old tools write): the app reads it,
+    browsers don't play it."""
     import av
     import numpy as np
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=12)
+        stream = container.add_stream(codec, rate=12)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
@@ -156,3 +157,44 @@ def test_a_clip_the_browser_cannot_preview_is_said_to_be_uploaded_and_kept_at_it
     assert "96x64 source, 96x64 out (longest side 96 px; a clip is never enlarged" in note
     note_box = next(b for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b._id in [o._id for o in run.outputs])
     assert [c._id for c in run.show_progress_on] == [note_box._id]
+
+
+@pytest.mark.parametrize(("codec", "encoder"), [("av1", "libsvtav1"), ("vp9", "libvpx-vp9")])
+def test_an_av1_or_vp9_clip_is_one_the_browser_plays(tmp_path, codec, encoder):
+    """Browsers play AV1 and VP9: no "cannot preview" note, though FFmpeg decodes AV1 with ``libdav1d``
+    (a decoder's name, not the codec's)."""
+    import av
+
+    from stylenet.app.video import preview_note
+
+    if encoder not in av.codecs_available:
+        pytest.skip(f"this PyAV cannot write {codec} ({encoder})")
+    clip = mp4v_clip(tmp_path / f"{codec}.mp4", frames=2, codec=encoder)
+    with av.open(str(clip)) as container:
+        assert container.streams.video[0].codec_context.codec.canonical_name == codec
+    assert preview_note(str(clip)) == ""
+
+
+def test_a_clip_removed_from_the_cache_during_a_run_is_still_stylized_by_both_models(tmp_path, checkpoints, monkeypatch):
+    """Each model reads the clip anew; Gradio's cache cap may remove the upload in between: the run reads
+    its own copy."""
+    from stylenet.app import video as ui_video
+    from stylenet.app.uploads import ResultFiles
+
+    models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}
+    styles = {"stripes": SimpleNamespace(models=models, painting=None)}
+    clip = make_clip(tmp_path / "upload.mp4", frames=2, audio=False)
+    stylize_video = ui_video.stylize_video
+
+    def then_capped(src, *args, **kwargs) -> int:
+        frames = stylize_video(src, *args, **kwargs)
+        clip.unlink(missing_ok=True)  # the cap's pass between BN and IN
+        return frames
+
+    monkeypatch.setattr(ui_video, "stylize_video", then_capped)
+    files = ResultFiles()
+    try:
+        bn, inorm, _ = ui_video.stylize_pair(str(clip), "stripes", 128, False, styles, files, lambda *a, **k: None)
+        assert read_clip(Path(bn))["frames"] == read_clip(Path(inorm))["frames"] == 2
+    finally:
+        shutil.rmtree(files.root, ignore_errors=True)

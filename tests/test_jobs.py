@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from scripts.job_memory import fit
 from stylenet.app.styles import StyleRegistry, has_pair
 from stylenet.app.uploads import ResultFiles
 from stylenet.checkpoint import CheckpointError, load_model, read_metadata
@@ -19,7 +20,7 @@ from stylenet.jobs import runner as runner_module
 from stylenet.jobs.cli import main
 from stylenet.jobs.job import CANCEL_FILE, JOBS_LOCK, WORKER_LOCK, folder_bytes
 from stylenet.jobs.runner import worker_threads
-from stylenet.jobs.store import PREVIEW_SIDE
+from stylenet.jobs.store import PREVIEW_SIDE, job_bytes
 from stylenet.jobs.worker import WORKER_NICE, StopCheck
 from stylenet.paths import CHECKOUT as REPO
 from stylenet.train import state_path
@@ -248,32 +249,74 @@ def test_requests_are_refused_with_one_clear_line(tmp_path, store, painting, pho
 
 
 def test_a_job_over_the_memory_budget_is_refused_saying_what_to_lower(tmp_path, store, painting, photo_dir):
-    """The largest job the other limits allow (crop 512, width 64, BN + IN: a worker RSS of 8.76 GB before
-    its first step ended, 10.9 GB predicted) is refused at the default budget of 4 GB in one line naming the largest crop size
-    that fits, and that one is queued."""
+    """The largest job the other limits allow (crop 512, width 64, BN + IN: 10.9 GiB predicted, 12.0 GiB with
+    the margin) is refused at the default budget of 4 GiB in one line naming the largest crop size that fits,
+    and that one is queued."""
     big = {"steps": 3, "image_size": 512, "width": 64}
     with pytest.raises(JobError) as refused:
         store.submit(painting, "big", ["batch", "instance"], "standard", big)
-    found = re.fullmatch(r"this job needs about (\d+\.\d) GB of memory, over the 4 GB this server allows one; "
-                         r"lower the crop size \(to (\d+) px\) or the width", str(refused.value))
-    assert found and float(found[1]) > 4, str(refused.value)
+    found = re.fullmatch(r"this job needs about (\d+\.\d) GiB of memory \(with a 10% margin\), over the 4 GiB this "
+                         r"server allows one; lower the crop size \(to (\d+) px\) or the width", str(refused.value))
+    assert found and float(found[1]) == round(job_bytes("standard", 512, 64, 2) / 2**30, 1) > 4, str(refused.value)
     fits = {**big, "image_size": int(found[2])}
     assert store.submit(painting, "fits", ["batch", "instance"], "standard", fits).state == "queued"
-    assert estimate.peak_bytes(int(found[2]) + 32, 4, 64, 2) > 4 * 2**30  # the largest that fits, to 32 px
+    assert job_bytes("standard", int(found[2]) + 32, 64, 2) > 4 * 2**30  # the largest that fits, to 32 px
     roomy = JobStore(tmp_path / "roomy", photo_dir, Limits(memory=16 * 2**30))
     assert roomy.submit(painting, "big", ["batch", "instance"], "standard", big).state == "queued"
     tiny = JobStore(tmp_path / "tiny", photo_dir, Limits(memory=2**28))  # less than torch and VGG alone
-    with pytest.raises(JobError, match=r"over the 0\.25 GB this server allows one; lower the crop size or the width$"):
+    with pytest.raises(JobError, match=r"over the 0\.25 GiB this server allows one; lower the crop size or the width$"):
         tiny.submit(painting, "small", ["instance"], "quick", TINY)
 
 
+def test_a_job_predicted_just_under_the_budget_is_refused_within_the_margin(tmp_path, painting, photo_dir):
+    """The model under-predicts some runs (by 2.4% of those it was fitted to, 4.8% of one left out): a job
+    whose prediction is just under the budget could go over it, so it is refused."""
+    settings = {**TINY, "image_size": 256, "width": 32}
+    predicted = estimate.peak_bytes(256, 4, 32, 2)
+    just_over = JobStore(tmp_path / "a", photo_dir, Limits(memory=int(predicted * 1.01)))
+    with pytest.raises(JobError, match="with a 10% margin"):
+        just_over.submit(painting, "near", ["batch", "instance"], "standard", settings)
+    with_margin = JobStore(tmp_path / "b", photo_dir, Limits(memory=int(predicted * (1 + estimate.MEMORY_MARGIN)) + 1))
+    assert with_margin.submit(painting, "near", ["batch", "instance"], "standard", settings).state == "queued"
+
+
+def memory_runs() -> list[dict]:
+    return json.loads((FIXTURES / "job_memory.json").read_text())["runs"]
+
+
 def test_the_memory_model_is_within_its_tolerance_of_every_measured_run():
-    """``estimate.peak_bytes`` against the peaks scripts/job_memory.py measured (its --out file)."""
-    runs = json.loads((FIXTURES / "job_memory.json").read_text())["runs"]
+    """``estimate.peak_bytes`` against the peaks scripts/job_memory.py measured (its --out file), and its
+    constants are that script's fit of them (not numbers adjusted by hand to pass)."""
+    runs = memory_runs()
     assert len(runs) >= 8
     for run in runs:
         predicted = estimate.peak_bytes(run["crop"], run["batch"], run["width"], run["models"])
         assert abs(predicted - run["rss"]) <= MEMORY_TOLERANCE * run["rss"], (run, predicted)
+    fitted = fit([{**r, "pixels": r["batch"] * r["crop"] ** 2} for r in runs])
+    constants = (estimate.MEMORY_BASE, estimate.MEMORY_PER_PIXEL, estimate.MEMORY_PER_PIXEL_WIDTH,
+                 estimate.MEMORY_PER_PIXEL_HELD)
+    assert constants == pytest.approx(fitted, rel=1e-3)
+
+
+def test_the_memory_model_predicts_runs_it_was_not_fitted_to(monkeypatch):
+    """Every run is fitted to (the constants are the fit of all of them), so each is checked against the
+    model fitted to the others: the form of the model, not its constants, must predict an unseen run
+    within the margin the job store adds (a model of one graph per norm misses these runs by up to 38%)."""
+    runs = [{**r, "pixels": r["batch"] * r["crop"] ** 2} for r in memory_runs()]
+    for left_out in runs:
+        base, a, b, c = fit([r for r in runs if r is not left_out])
+        for name, value in (("MEMORY_BASE", base), ("MEMORY_PER_PIXEL", a), ("MEMORY_PER_PIXEL_WIDTH", b),
+                            ("MEMORY_PER_PIXEL_HELD", c)):
+            monkeypatch.setattr(estimate, name, value)
+        predicted = estimate.peak_bytes(left_out["crop"], left_out["batch"], left_out["width"], left_out["models"])
+        assert abs(predicted - left_out["rss"]) <= estimate.MEMORY_MARGIN * left_out["rss"], (left_out, predicted)
+        assert predicted * (1 + estimate.MEMORY_MARGIN) >= left_out["rss"], (left_out, predicted)
+
+
+def test_the_memory_model_covers_the_largest_job_issue_23_saw():
+    """Issue 23's largest job (crop 512, width 64, steps 20,000, BN + IN) reached a worker RSS of 8.76 GB
+    before its first step had ended; the prediction must not be under it (read as GiB, the larger)."""
+    assert estimate.peak_bytes(512, 4, 64, 2) >= 8.76 * 2**30
 
 
 def test_queue_is_first_in_first_out_and_capped(tmp_path, painting, photo_dir):
@@ -434,12 +477,55 @@ def test_only_presets_within_the_limits_are_offered(tmp_path, store, painting, p
     assert store.presets == ["quick", "standard"]  # "full" is 40,000 steps, over the 20,000 limit
     assert JobStore(tmp_path / "big", photo_dir, Limits(steps=40_000)).presets == ["quick", "standard", "full"]
     assert JobStore(tmp_path / "narrow", photo_dir, Limits(width=16)).presets == ["quick"]
+    # "standard" BN + IN is 2.58 GiB predicted, 2.84 GiB with the margin: not offered, to be refused, at 2 GiB
+    assert JobStore(tmp_path / "small", photo_dir, Limits(memory=2 * 2**30)).presets == ["quick"]
     with pytest.raises(SystemExit) as exit_:
         main(["--models-dir", str(store.root), "--train-photos", str(photo_dir), "train", str(painting),
               "--preset", "full"])
     assert exit_.value.code == 2 and "invalid choice: 'full'" in capsys.readouterr().err
     with pytest.raises(JobError, match=r"steps must be 1 to 20000 \(got 40000\)"):  # asked for by name anyway
         store.submit(painting, "full", ["instance"], "full")
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "inf", "-inf", "0", "-1", "1e-12", ""])
+@pytest.mark.parametrize("command", [["app"], ["jobs", "train", "painting.png"]])
+def test_a_bad_job_memory_is_one_usage_line_from_the_flag_or_the_environment(command, value, monkeypatch, capsys):
+    """Not a traceback (nan crashed at int(), inf overflowed, a bad $STYLENET_JOB_MEMORY crashed while the
+    parser was built, even for --help), nor a budget that silently refuses every job (0 or less)."""
+    from stylenet.cli import parser
+
+    monkeypatch.setenv("STYLENET_JOB_MEMORY", "abc")
+    with pytest.raises(SystemExit) as help_:  # the environment's value is parsed only when used
+        parser(command[0]).parse_args([*command, "--help"])
+    assert help_.value.code == 0 and "--job-memory GiB" in capsys.readouterr().out
+
+    def refusal(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as refused:
+            parser(command[0]).parse_args(argv)
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and "Traceback" not in err and err.count("error:") == 1, err
+        return err.splitlines()[-1]
+
+    said = f"argument --job-memory: {value!r} is not a positive number of GiB (the flag's or $STYLENET_JOB_MEMORY's)"
+    if value:  # an empty $STYLENET_JOB_MEMORY is unset: the default
+        monkeypatch.setenv("STYLENET_JOB_MEMORY", value)
+        assert refusal(command).endswith(said)
+    monkeypatch.delenv("STYLENET_JOB_MEMORY")
+    assert refusal([*command, f"--job-memory={value}"]).endswith(said)
+    monkeypatch.setenv("STYLENET_JOB_MEMORY", "")
+    assert parser(command[0]).parse_args(command).job_memory == Limits.memory
+
+
+def test_jobs_train_has_the_app_s_job_memory(store, painting, photo_dir, monkeypatch, capsys):
+    """``stylenet jobs train --job-memory GiB`` (default $STYLENET_JOB_MEMORY, else 4) is the budget it submits under."""
+    train = ["--models-dir", str(store.root), "--train-photos", str(photo_dir), "train", str(painting),
+             "--preset", "standard"]
+    assert main([*train, "--job-memory", "2"]) == 2
+    assert re.fullmatch(r"error: this job needs about 2\.8 GiB .* over the 2 GiB this server allows one; lower the "
+                        r"crop size \(to \d+ px\) or the width\n", capsys.readouterr().err)
+    monkeypatch.setenv("STYLENET_JOB_MEMORY", "1.5")
+    assert main(train) == 2 and "over the 1.5 GiB" in capsys.readouterr().err
+    assert store.jobs() == []
 
 
 def test_worker_threads_follow_the_cpu_affinity(monkeypatch):
@@ -606,7 +692,7 @@ def test_user_photos_are_decoded_safely_and_bad_archives_refused(tmp_path):
         assert not list((tmp_path / f"no{i}").iterdir())  # nothing of it was written
     with pytest.raises(JobError, match="good.zip: 4 files, over the limit of 3 in one zip"):
         import_photos([good], tmp_path / "few", Limits(zip_entries=3))
-    with pytest.raises(JobError, match="none of the 1 files sent is a readable"):
+    with pytest.raises(JobError, match=r"no readable jpg/png/webp photo in what was sent \(1 file named as a photo"):
         import_photos([broken], tmp_path / "none")
     (tmp_path / "fake.zip").write_bytes(b"PK not really")
     with pytest.raises(JobError, match="fake.zip: not a readable zip"):
@@ -624,7 +710,7 @@ def test_training_photos_are_bounded_in_decoding_work_and_damage_is_one_line(tmp
 
     flat = tmp_path / "flat.png"
     Image.new("RGB", (4000, 3100)).save(flat)  # 12.4 MP of one colour: a few KB that take long to decode
-    with pytest.raises(JobError, match="none of the 1 files sent is a readable"):
+    with pytest.raises(JobError, match=r"no readable jpg/png/webp photo in what was sent \(1 file named as a photo"):
         import_photos([flat], tmp_path / "flat")
     photos = zip_of(tmp_path / "three.zip", {f"p{i}.jpg": jpeg_bytes(i) for i in range(3)})  # 80x64 each
     with pytest.raises(JobError, match="over 0 million pixels to decode in all"):

@@ -17,12 +17,13 @@ from starlette.middleware import Middleware
 from .. import paths
 from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
 from ..jobs import JobError, JobStore, Limits, Runner, estimate
+from ..jobs.job import add_memory_argument
 from .compare import compare_tab
 from .report import report_tab
 from .sessions import OwnerCookie, Sessions
 from .styles import StyleRegistry, has_pair, load_styles, style_lists, user_style
 from .train import train_tab
-from .uploads import ResultFiles, gradio_cache
+from .uploads import ResultFiles, gradio_cache, kept_files
 from .video import video_tab, webcam_tab
 from .why_in import why_in_tab
 
@@ -42,6 +43,7 @@ CSS = """
 #all-results .grid-wrap, .whole-gallery .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
 .caption-label { font-size: 0.75em !important; padding: 1px 4px !important; }
 #video-bn video, #video-in video { width: auto !important; height: auto !important; max-width: 100%; margin: 0 auto; }
+#video-note { min-height: 4.5em; }  /* the run's progress shows here: an empty note has no height */
 #train-photos > label[data-testid="block-label"] { position: static !important; }
 #train-photos .upload-container { height: auto !important; min-height: 90px; }
 #report-grid .grid-scroll, #report-table { overflow-x: auto; }
@@ -118,9 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the cache folder)")
     parser.add_argument("--train-photos", type=Path, default=None,
                         help="the training photos for new styles (default: $STYLENET_DATA or data/train)")
-    parser.add_argument("--job-memory", type=float, default=float(os.environ.get("STYLENET_JOB_MEMORY", "4")),
-                        metavar="GB", help="refuse a training job whose predicted peak memory is over this many GB "
-                                           "(default: $STYLENET_JOB_MEMORY or 4)")
+    add_memory_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights_dir or paths.weights_dir()
     shipped = load_styles(weights)
     try:
-        jobs = JobStore(args.models_dir, args.train_photos, Limits(memory=int(args.job_memory * 2**30)),
+        jobs = JobStore(args.models_dir, args.train_photos, Limits(memory=args.job_memory),
                         reserved=tuple(shipped))
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -140,8 +140,10 @@ def run(args: argparse.Namespace) -> int:
     jobs.prune()  # the retention policy, at start; the runner applies it while running
     styles.refresh()
     Runner(jobs, on_change=styles.refresh).start()  # trains queued jobs, one at a time
-    gradio_cache(**GRADIO_CACHE_CAP)  # before the Blocks: their components keep the cache folder they find
+    kept: set[str] = set()  # the page's own pictures in the cache, never capped: filled once the Blocks exist
+    gradio_cache(**GRADIO_CACHE_CAP, kept=kept)  # before the Blocks: their components keep the cache folder they find
     demo = build(styles, jobs, args.concurrency)
+    kept.update(kept_files(demo))
     # A bounded queue keeps memory bounded: when it is full a request is refused at once (the browser
     # shows "This application is currently busy", gradio_client raises "Queue is full") instead of hanging.
     # api_open=False: no request skips the queue (Gradio opens /gradio_api/run/<api> by default, which

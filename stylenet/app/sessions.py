@@ -2,10 +2,14 @@
 
 A browser is known by a cookie: the first response to a request without a valid ``stylenet-owner``
 cookie sets one, a random token (``OwnerCookie``), and every later request of that browser carries it.
-It is ``HttpOnly`` (no script of a page can read it, unlike anything in the browser's storage),
-``SameSite=Lax`` (another site's form or script cannot send it with a request that changes something)
-and ``Secure`` where the app is reached over https. Every tab of a browser, a reload and a restart of
-the app share it, so they are one owner; nothing has to be remembered per page on the server.
+It is ``HttpOnly`` (no script of a page can read it, unlike anything in the browser's storage) and
+``SameSite=Lax`` (another site's form or script cannot send it with a request that changes something).
+Over https it is ``__Host-stylenet-owner``: ``Secure``, ``Path=/`` and no ``Domain``, which browsers
+accept only from this very host, so a sibling subdomain (another app on ``*.gradio.live``, as ``--share``
+serves) cannot toss in a cookie of its own choosing and make a browser its owner. A request carrying more
+than one owner cookie (one tossed with another path or domain over http) has none: which is real cannot
+be told. Every tab of a browser, a reload and a restart of the app share it, so they are one owner;
+nothing has to be remembered per page on the server.
 
 A client that does not keep cookies is owned by its ``session_hash`` alone (gradio_client keeps the
 cookie its first request got, so one ``Client`` is one owner either way). A request with neither (a raw
@@ -21,7 +25,7 @@ import hashlib
 import re
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.cookies import SimpleCookie
 
 import gradio as gr
@@ -29,7 +33,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TOKEN = re.compile(r"[0-9a-f]{32}")
-COOKIE = "stylenet-owner"
+COOKIE = "stylenet-owner"  # over http
+HOST_COOKIE = f"__Host-{COOKIE}"  # over https: a cookie only this host can set
 COOKIE_DAYS = 400  # the longest browsers keep a cookie
 LOCAL = "local"  # the default owner of the view functions called from Python (a test, a script); never a request's
 
@@ -39,11 +44,20 @@ def owner_id(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:32]
 
 
-def cookie_token(cookies: object) -> str | None:
-    """The owner token among ``cookies`` (a mapping), or None when it is missing or not one the app
-    makes: a malformed value is never an owner."""
-    token = dict(cookies or {}).get(COOKIE)  # type: ignore[call-overload]
-    return token if isinstance(token, str) and TOKEN.fullmatch(token) else None
+def is_https(url: object, headers: Mapping[str, str]) -> bool:
+    """Whether the browser reached the app over https (itself, or through a proxy that says so)."""
+    return str(url).startswith("https:") or headers.get("x-forwarded-proto") == "https"
+
+
+def cookie_token(url: object, headers: Mapping[str, str] | None) -> str | None:
+    """The owner token of a request (its ``url`` and ``headers``), or None when there is none, or more than
+    one (read from the raw Cookie header: a parsed mapping keeps one of them), or it is not one the app
+    makes: a malformed value is never an owner. Over https only ``HOST_COOKIE`` counts."""
+    headers = headers or {}
+    name = HOST_COOKIE if is_https(url, headers) else COOKIE
+    pairs = (part.strip().partition("=") for part in (headers.get("cookie") or "").split(";"))
+    tokens = [value for key, _, value in pairs if key == name]
+    return tokens[0] if len(tokens) == 1 and TOKEN.fullmatch(tokens[0]) else None
 
 
 class OwnerCookie:
@@ -61,11 +75,10 @@ class OwnerCookie:
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)
-        if cookie_token(connection.cookies):
+        if cookie_token(connection.url, connection.headers):
             await self.app(scope, receive, send)
             return
-        https = connection.url.scheme == "https" or connection.headers.get("x-forwarded-proto") == "https"
-        header = new_cookie(https).encode("latin-1")
+        header = new_cookie(is_https(connection.url, connection.headers)).encode("latin-1")
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -76,10 +89,11 @@ class OwnerCookie:
 
 
 def new_cookie(https: bool) -> str:
-    """A ``Set-Cookie`` value holding a fresh owner token."""
+    """A ``Set-Cookie`` value holding a fresh owner token (``HOST_COOKIE`` over https)."""
+    name = HOST_COOKIE if https else COOKIE
     cookie: SimpleCookie = SimpleCookie()
-    cookie[COOKIE] = secrets.token_hex(16)
-    morsel = cookie[COOKIE]
+    cookie[name] = secrets.token_hex(16)
+    morsel = cookie[name]
     morsel.update({"path": "/", "max-age": str(COOKIE_DAYS * 86400), "httponly": True, "samesite": "Lax",
                    "secure": https})
     return morsel.OutputString()
@@ -92,7 +106,7 @@ class Sessions:
         """The browser's cookie, else the client's session, else (nothing ties this request to another)
         a fresh owner of its own. Never one owner shared by all sessionless callers, which would let any
         of them list and cancel what another made."""
-        token = cookie_token(getattr(request, "cookies", None))
+        token = cookie_token(getattr(request, "url", ""), getattr(request, "headers", None))
         if token:
             return owner_id("browser", token)
         if request is None or not request.session_hash:

@@ -238,7 +238,9 @@ def train_tab(store: JobStore, registry: StyleRegistry, sessions: Sessions, file
     delete.click(act(store.delete, "Deleted"), job_id, note, api_name="delete_job", show_progress="hidden", **LIGHT)
     timer.tick(refresh, [job_id, seen], live, api_name=False, show_progress="hidden", **LIGHT)
     job_id.input(refresh, [job_id, gr.State({})], live, api_name=False, show_progress="hidden", **LIGHT)
-    measuring = gr.Timer(5, active=estimate.read(store.root / estimate.ESTIMATE_FILE) is None)
+    # active for every page of an app started before the times were measured: such a page replaces the build-time
+    # "being measured" within a second, then stops asking
+    measuring = gr.Timer(1, active=estimate.read(store.root / estimate.ESTIMATE_FILE) is None)
 
     def measured():
         """The preset times once the measurement has written them (the timer then stops)."""

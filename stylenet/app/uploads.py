@@ -12,11 +12,13 @@ import contextlib
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 
 import gradio as gr
@@ -37,20 +39,26 @@ PREFIX = "stylenet-results-"
 CACHE_PREFIX = "stylenet-gradio-"
 EXAMPLE = "skimage_chelsea.jpg"  # the first-load example: a familiar photo, small enough to render at start
 MIN_PHOTO_SIDE = 32  # below this the network's two halvings leave under 8x8 features: a few blotches of colour
+CACHE_GRACE_S = 300.0  # the cache cap spares files younger than this: a request may still be reading or serving them
 
 
 def read_upload(path: str | None, max_side: int) -> Image.Image:
-    """The user's photo, safely opened, capped at ``max_side``; gr.Error (shown in the UI) otherwise."""
+    """The user's photo, safely opened, capped at ``max_side``; gr.Error (shown in the UI) otherwise.
+
+    The minimum side is checked after the downscaling: a 4000x40 photo at max side 64 would go through
+    the network as 64x1."""
     if not path:
         raise user_error("No photo: upload one first.")
     try:
         img, _ = open_image(path, max_pixels=MAX_UPLOAD_PIXELS)
     except ImageError as exc:
         raise user_error(str(exc).replace(str(path), Path(path).name)) from None
-    if min(img.size) < MIN_PHOTO_SIDE:
-        raise user_error(f"This photo is {img.width}x{img.height} px: too small to stylize (at least "
+    small = limit_size(img, max_side)
+    if min(small.size) < MIN_PHOTO_SIDE:
+        scaled = f", {small.width}x{small.height} px at this resolution" if small.size != img.size else ""
+        raise user_error(f"This photo is {img.width}x{img.height} px{scaled}: too small to stylize (at least "
                          f"{MIN_PHOTO_SIDE} px on each side).")
-    return limit_size(img, max_side)
+    return small
 
 
 def safe_preprocess(component: gr.Image) -> gr.Image:
@@ -174,14 +182,16 @@ class ResultFiles:
         return copied
 
 
-def gradio_cache(max_bytes: int, max_files: int, every_s: float) -> Path:
+def gradio_cache(max_bytes: int, max_files: int, every_s: float, kept: Collection[str] = frozenset()) -> Path:
     """Give Gradio a cache folder of this process's own, kept within ``max_bytes`` and ``max_files``.
 
     Gradio's ``delete_cache`` bounds its cache by age only, so anyone may fill it with uploads
     (15 MB each) for an hour. This folder (``GRADIO_TEMP_DIR``, read by Gradio whenever it makes a
     component or the server) is capped once at start and then every ``every_s`` seconds
     (``cap_files``) until it is gone (removed when the app exits; one left by a killed app goes at the
-    next start). Call it before the Blocks are built."""
+    next start). Call it before the Blocks are built; ``kept``: the files the cap never removes, a set
+    the caller fills with ``kept_files`` once they are. A failed pass is logged and the next one runs
+    as planned: an uncapped cache would fill the disk."""
     sweep_stale(CACHE_PREFIX)
     folder = Path(tempfile.mkdtemp(prefix=f"{CACHE_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, folder, True)
@@ -189,31 +199,51 @@ def gradio_cache(max_bytes: int, max_files: int, every_s: float) -> Path:
 
     def keep_capped() -> None:
         while folder.is_dir():
-            cap_files(folder, max_bytes, max_files)
+            try:
+                cap_files(folder, max_bytes, max_files, kept)
+            except Exception as exc:  # noqa: BLE001 - one bad pass must not end the cap: the cache would grow unbounded
+                print(f"stylenet app: capping Gradio's cache failed, retrying in {every_s:g} s: {exc!r}",
+                      file=sys.stderr, flush=True)
             time.sleep(every_s)
 
     threading.Thread(target=keep_capped, name="gradio-cache-cap", daemon=True).start()
     return folder
 
 
-def cap_files(folder: Path, max_bytes: int, max_files: int) -> None:
-    """Remove the oldest files under ``folder`` (by modification time) until at most ``max_files``
-    remain, holding at most ``max_bytes`` together; a folder a removal empties goes too."""
-    files = []
+def kept_files(blocks: gr.Blocks) -> set[str]:
+    """The files Gradio keeps in its cache for ``blocks`` (components' starting values, gr.Examples):
+    the page's own pictures, which every new visitor loads. Gradio's own cleanup spares them, and so
+    must the cap."""
+    return {os.path.realpath(path) for block in blocks.blocks.values()
+            for path in getattr(block, "keep_in_cache", ())}
+
+
+def cap_files(folder: Path, max_bytes: int, max_files: int, kept: Collection[str] = frozenset()) -> None:
+    """Remove the oldest files under ``folder`` until at most ``max_files`` remain, holding at most
+    ``max_bytes`` together; a folder a removal empties goes too. Never the files in ``kept`` (real
+    paths) nor any younger than ``CACHE_GRACE_S``, which may leave the folder over the caps.
+
+    Oldest by change time, as Gradio's own cleanup: Gradio copies a file in with ``shutil.copy2``,
+    which keeps the source's modification time, and touches a cached file when it hands it out again."""
+    folder, files = folder.resolve(), []
     for path in folder.rglob("*"):
         try:
             st = path.lstat()
         except OSError:  # removed meanwhile (Gradio's own retention)
             continue
         if stat.S_ISREG(st.st_mode):
-            files.append((st.st_mtime, st.st_size, path))
+            files.append((st.st_ctime, str(path), st.st_size))
     files.sort()
-    total = sum(size for _, size, _ in files)
-    for count, (_, size, path) in zip(range(len(files), 0, -1), files):
+    count, total = len(files), sum(size for _, _, size in files)
+    young = time.time() - CACHE_GRACE_S
+    for ctime, name, size in files:
         if count <= max_files and total <= max_bytes:
             break
+        if name in kept or ctime > young:
+            continue
+        path = Path(name)
         path.unlink(missing_ok=True)
-        total -= size
+        count, total = count - 1, total - size
         if path.parent != folder:
             with contextlib.suppress(OSError):  # not empty: other files of the same upload
                 path.parent.rmdir()

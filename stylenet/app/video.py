@@ -14,6 +14,7 @@ frames per second of a 256 px picture need.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -50,7 +51,8 @@ VIDEO_LIMITS = VideoLimits(max_seconds=MAX_SECONDS, max_pixels=1920 * 1088, max_
                            max_work=(int(MAX_SECONDS * MAX_FPS) + 1) * VIDEO_SIDE[1] ** 2)
 UPLOAD_MB = MAX_UPLOAD_BYTES / 2**20
 WEBCAM_SIDE = 256
-BROWSER_CODECS = ("h264", "vp8", "vp9", "av1")  # what every current browser plays in a <video>
+# what every current browser plays in a <video>: FFmpeg's codec names, not its decoders' (AV1's is libdav1d)
+BROWSER_CODECS = ("h264", "vp8", "vp9", "av1")
 
 
 class ClientGone(Exception):
@@ -75,12 +77,13 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
     if not clip:
         raise user_error("Upload a clip first.")
     models = pair_of(styles, style)
+    side = frame_side(side)
+    folder = files.folder(owner)
+    clip = held_copy(clip, folder)
     try:
         info = probe(clip, VIDEO_LIMITS)
     except VideoError as exc:
         raise user_error(str(exc)) from None
-    side = frame_side(side)
-    folder = files.folder(owner)
     expected = min(info.estimated_frames, int(info.seconds * MAX_FPS) + 1) or info.estimated_frames
     total, done, outputs, seconds = 2 * expected, [0], [], []
     for norm, stylizer in models.items():
@@ -112,6 +115,18 @@ def stylize_pair(clip: str | None, style: str, side: Any, smooth: bool, styles: 
     return outputs[0], outputs[1], note
 
 
+def held_copy(clip: str, folder: Path) -> str:
+    """A copy of the upload in the request's own ``folder``, which the run reads from start to end: the
+    upload is read once per model, and Gradio's cache cap (``uploads.cap_files``) may remove it between
+    the two. The upload itself where it cannot be copied (gone already): ``probe`` then says why."""
+    source = folder / "source"
+    source.mkdir()
+    try:
+        return str(shutil.copyfile(clip, source / Path(clip).name))
+    except OSError:
+        return clip
+
+
 def video_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,
               blocks: gr.Blocks | None = None) -> gr.Dropdown:
     """Upload a short clip, get BN and IN side by side as playable videos; returns the style dropdown.
@@ -135,7 +150,7 @@ def video_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, h
             with gr.Row():
                 bn = gr.Video(label="BN", interactive=False, elem_id="video-bn")
                 inorm = gr.Video(label="IN", interactive=False, elem_id="video-in")
-            note = gr.Markdown()
+            note = gr.Markdown(elem_id="video-note")
 
     def handler(clip: str | None, style: str, side: float, smooth: bool, progress=gr.Progress(),  # noqa: B008
                 request: gr.Request = None):
@@ -167,7 +182,7 @@ def preview_note(clip: str | None) -> str:
             codec = video_stream(container, Path(clip).name).codec_context.codec
     except VideoError:
         return ""
-    if codec.name in BROWSER_CODECS:
+    if codec.canonical_name in BROWSER_CODECS:
         return ""
     return (f"**Uploaded.** This browser cannot preview the clip's video format ({codec.long_name}), "
             "but the app reads it: press the button below and the clip will be stylized.")

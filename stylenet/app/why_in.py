@@ -121,8 +121,9 @@ def flicker_pan(styles: Mapping[str, Style], files: ResultFiles, photo: str | No
         errors[label] = measured.error
         lines.append(f"{label} {measured.error:.4f} (tone ×1000: {1000 * measured.tone:.2f})")
     text = verdict("e", "Instance Norm flickers more than Batch Norm on this pan",
-                   "on this pan Instance Norm flickered no more than Batch Norm: a pan over one still photo brings "
-                   "little new content into view; on real clips it does (measured table in the details)",
+                   "on this pan Instance Norm flickered about as much as Batch Norm or less: a pan over one still "
+                   "photo brings little new content into view, and on real clips it does flicker more, as the "
+                   "measured table in the details shows. Here",
                    ("Instance Norm", errors["IN"]), ("Batch Norm", errors["BN"]))
     return files.gallery(shown, owner), (
         text + f"\n\nPan over your photo, {EXPERIMENT_FRAMES} frames at {EXPERIMENT_SIZE[0]}x{EXPERIMENT_SIZE[1]}: "

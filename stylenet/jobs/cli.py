@@ -12,7 +12,7 @@ from typing import Any
 
 from ..norms import NORM_KINDS, norm_label
 from ..units import duration
-from .job import JobError, Limits
+from .job import JobError, Limits, add_memory_argument
 from .runner import Runner
 from .store import JobStore, trainable_presets
 
@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train_cmd.add_argument("--name", default="", help="the style's name (default: the painting's file name)")
     train_cmd.add_argument("--norm", nargs="+", default=["batch", "instance"], choices=NORM_KINDS)
     train_cmd.add_argument("--preset", default="quick", choices=trainable_presets(Limits()),
-                           help="the trainer's presets within the job limits")
+                           help="the trainer's presets within the default job limits (one over --job-memory is "
+                                "refused saying what to lower)")
+    add_memory_argument(train_cmd)
     for flag in ("--steps", "--image-size", "--width"):
         train_cmd.add_argument(flag, type=int, default=None, help="override the preset's value")
     sub.add_parser("list", help="every job and its state")
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     """0 when the command (or the job it ran) succeeded, 1 when the job did not finish, 2 when refused."""
     job = None
     try:
-        store = JobStore(args.models_dir, args.train_photos)
+        memory = getattr(args, "job_memory", Limits.memory)  # a flag of train only: the one command that checks it
+        store = JobStore(args.models_dir, args.train_photos, Limits(memory=memory))
         if args.command == "list":
             for job in store.jobs():
                 print(f"{job.id}  {job.summary()}" + (f": {job.message}" if job.message else ""))

@@ -5,8 +5,11 @@ every process (the app, the worker, the command line) reads the same thing from 
 """
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
+import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,9 +18,11 @@ from typing import Any
 from ..files import replaced_atomically
 from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
 from ..norms import norm_label
+from .estimate import MEMORY_MARGIN
 
 JOB_FILE, EVENTS_FILE, CANCEL_FILE, LOG_FILE = "job.json", "events.jsonl", "cancel", "worker.log"
 WORKER_LOCK, JOBS_LOCK, RUNNER_LOCK = "worker.lock", "jobs.lock", "runner.lock"
+JOB_MEMORY_ENV = "STYLENET_JOB_MEMORY"  # the default of --job-memory, in GiB, for the app and `stylenet jobs`
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 RESUMABLE = ("cancelled", "interrupted")
 
@@ -35,7 +40,7 @@ class Limits:
     steps: int = 20_000
     image_size: int = 512
     width: int = 64
-    memory: int = 4 * 2**30  # the worker's predicted peak (estimate.peak_bytes), in bytes
+    memory: int = 4 * 2**30  # the worker's predicted peak plus its margin (store.job_bytes), in bytes
     queue: int = 3  # jobs one owner may have waiting behind the running one,
     queue_all: int = 20  # and everyone's together (each holds its painting and photos on disk)
     photos: int = 2000  # the user's own training photos: how many,
@@ -43,6 +48,28 @@ class Limits:
     photo_pixels: int = 12_000_000  # how many pixels one may have (read from its header),
     photos_pixels: int = 1_000_000_000  # how many all of them decode to (at the reduced scale JPEGs decode to),
     zip_entries: int = 5000  # and how many files one zip may hold
+
+
+def memory_budget(text: str) -> int:
+    """``--job-memory``'s value, a number of GiB, in bytes. Only a positive finite number is one: nan and
+    inf would crash at ``int()``, and 0 or less would refuse every job without saying why. Raised as
+    argparse's type error, a bad value (the flag's or ``$STYLENET_JOB_MEMORY``'s) is a one-line usage error."""
+    try:
+        gib = float(text)
+    except ValueError:
+        gib = math.nan
+    if not math.isfinite(gib) or int(gib * 2**30) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of GiB (the flag's or ${JOB_MEMORY_ENV}'s)")
+    return int(gib * 2**30)
+
+
+def add_memory_argument(parser: argparse.ArgumentParser) -> None:
+    """``--job-memory GiB``, for the app and ``stylenet jobs train`` alike. Its default is the environment's
+    text, which argparse passes through ``memory_budget`` only when parsing: a bad value is then a usage
+    error, and ``--help`` still works."""
+    parser.add_argument("--job-memory", type=memory_budget, default=os.environ.get(JOB_MEMORY_ENV) or "4",
+                        metavar="GiB", help="refuse a training job whose predicted peak memory, plus a safety margin "
+                                            f"of {MEMORY_MARGIN * 100:g}%%, is over this many GiB (default: ${JOB_MEMORY_ENV} or 4)")
 
 
 @dataclass(frozen=True)

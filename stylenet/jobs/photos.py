@@ -53,7 +53,9 @@ def import_photos(sources: list[str | Path], folder: Path, limits: Limits = Limi
             limit_size(img, PHOTO_SIDE).save(folder / f"{count:05d}.jpg", quality=92)
             count += 1
     if not count:
-        raise JobError(f"training photos: none of the {tried} files sent is a readable jpg/png/webp photo")
+        named = f"{tried} file" + ("" if tried == 1 else "s")
+        raise JobError(f"training photos: no readable jpg/png/webp photo in what was sent ({named} named as a photo, "
+                       "inside zips too; other files are ignored)")
     return count
 
 

@@ -56,11 +56,20 @@ JOB_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what submit makes: time, then
 
 
 def trainable_presets(limits: Limits) -> list[str]:
-    """The trainer's presets a request may choose as they are (within ``limits``), in the trainer's order."""
+    """The trainer's presets a request may choose as they are (within ``limits``), in the trainer's order.
+    Memory counts for the BN + IN job the Train tab starts with (``estimate.NORMS``): a preset it offers
+    is not then refused for the memory it needs."""
     return [name for name, preset in PRESETS.items()
             if preset["steps"] <= limits.steps and preset["image_size"] <= limits.image_size
-            and preset["width"] <= limits.width]
+            and preset["width"] <= limits.width
+            and job_bytes(name, preset["image_size"], preset["width"], len(estimate.NORMS)) <= limits.memory]
 
+
+def job_bytes(preset: str, crop: int, width: int, models: int) -> float:
+    """The memory a job must find within the budget: its predicted peak (``estimate.peak_bytes``, at the
+    preset's batch size) plus ``estimate.MEMORY_MARGIN``, since the model under-predicts some runs."""
+    batch = int(PRESETS[preset].get("batch_size", Recipe.batch_size))
+    return estimate.peak_bytes(crop, batch, width, models) * (1 + estimate.MEMORY_MARGIN)
 
 
 class JobStore:
@@ -230,17 +239,18 @@ class JobStore:
         return {key: int(chosen[key]) for key in ranges}
 
     def check_memory(self, preset: str, settings: dict[str, int], models: int) -> None:
-        """Refuse a job whose predicted peak memory (``estimate.peak_bytes``) is over ``limits.memory``,
-        naming what to lower (the crop size and width; the number of norms barely counts): the largest job
-        the other limits allow needs about 11 GB, enough to push the app (or the machine) out of memory."""
-        batch = int(PRESETS[preset].get("batch_size", Recipe.batch_size))
+        """Refuse a job whose memory (``job_bytes``: the predicted peak plus its margin) is over
+        ``limits.memory``, naming what to lower (the crop size and width; a second norm adds a fifth or so,
+        more norms little): the largest job the other limits allow needs about 12 GiB, enough to push the
+        app (or the machine) out of memory."""
         crop, width, budget = settings["image_size"], settings["width"], self.limits.memory
-        need = estimate.peak_bytes(crop, batch, width, models)
+        need = job_bytes(preset, crop, width, models)
         if need <= budget:
             return
-        fits = [c for c in range(32, crop, 32) if estimate.peak_bytes(c, batch, width, models) <= budget]
-        raise JobError(f"this job needs about {need / 2**30:.1f} GB of memory, over the {budget / 2**30:g} GB this "
-                       f"server allows one; lower the crop size{f' (to {fits[-1]} px)' if fits else ''} or the width")
+        fits = [c for c in range(32, crop, 32) if job_bytes(preset, c, width, models) <= budget]
+        raise JobError(f"this job needs about {need / 2**30:.1f} GiB of memory (with a "
+                       f"{estimate.MEMORY_MARGIN:.0%} margin), over the {budget / 2**30:g} GiB this server allows "
+                       f"one; lower the crop size{f' (to {fits[-1]} px)' if fits else ''} or the width")
 
     def open_painting(self, painting: str | Path | None) -> Image.Image:
         """The painting through the project's safe image rules, within the upload limits."""
