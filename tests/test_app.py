@@ -291,7 +291,8 @@ def test_video_tab_returns_bn_and_in_clips_with_their_sound(app_url, tmp_path):
         out = read_clip(Path(result["video"] if isinstance(result, dict) else result))
         assert out["frames"] == 5 and out["size"] == (128, 96) and out["codec"] == "h264"
         assert out["audio"] == read_clip(clip)["audio"]
-    assert note.startswith("5 frames at 12 fps, 160x120 source, longest side 128 px; sound copied.")
+    assert note.startswith("5 frames at 12 fps, 160x120 source, 128x96 out (longest side 128 px; a clip is never "
+                           "enlarged, and is shown at its own size); sound copied.")
 
 
 def test_video_tab_refuses_bad_clips_in_one_line(app_url, tmp_path):
@@ -741,16 +742,18 @@ def test_browser_video_says_an_unplayable_upload_is_fine_and_keeps_a_small_clip_
     page.get_by_role("tab", name="Video").click()
     page.locator("#video-input input[type=file]").set_input_files(str(mp4v_clip(tmp_path / "old_camera.mp4")))
     page.locator("#video-input-note").get_by_text("but the app reads it").wait_for(timeout=30_000)
+    # the progress of a short clip may last less than a poll: an observer sees every change of the note
+    page.evaluate("""() => { window.progressSeen = false; const n = document.querySelector('#video-note');
+        new MutationObserver(() => { const r = n.getBoundingClientRect();
+            if (/BN: stylizing frames/.test(n.innerText) && r.height >= 40 && r.width >= 200) window.progressSeen = true;
+        }).observe(n, {childList: true, subtree: true, characterData: true}); }""")
     page.click("#video-btn")
-    bn_texts, progress_seen = set(), False
+    bn_texts = set()
     while page.locator("#video-bn video, #video-in video").count() < 2:
         bn_texts.add(page.locator("#video-bn").inner_text())
-        progress_seen |= page.evaluate("(() => { const n = document.querySelector('#video-note'); const r = "
-                                       "n.getBoundingClientRect(); return /stylizing frames/.test(n.innerText) "
-                                       "&& r.height >= 40 && r.width >= 200; })()")
         page.wait_for_timeout(200)
     assert not any("stylizing frames" in text for text in bn_texts)
-    assert progress_seen  # the progress is shown in the note, in a box large enough to be read
+    assert page.evaluate("window.progressSeen")  # shown in the note, in a box large enough to be read
     page.wait_for_function("() => [...document.querySelectorAll('#video-bn video, #video-in video')].every(v => v.videoWidth)")
     shown = page.evaluate("[...document.querySelectorAll('#video-bn video, #video-in video')].map(v => "
                           "[v.videoWidth, v.getBoundingClientRect().width])")
