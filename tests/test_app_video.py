@@ -144,7 +144,8 @@ def test_a_clip_the_browser_cannot_preview_is_said_to_be_uploaded_and_kept_at_it
     from stylenet.app.uploads import ResultFiles
 
     clip = mp4v_clip(tmp_path / "old_camera.mp4")
-    assert "cannot preview the clip's video format (MPEG-4 part 2), but the app reads it" in ui_video.preview_note(str(clip))
+    assert ('"Video not playable" message only means that this browser cannot preview the clip\'s video format (MPEG-4 '
+            'part 2); the app reads it') in ui_video.preview_note(str(clip))
     assert ui_video.preview_note(str(make_clip(tmp_path / "h264.mp4", frames=2, audio=False))) == ""
     assert ui_video.preview_note(None) == ui_video.preview_note(str(tmp_path / "missing.mp4")) == ""
     models = {norm: Stylizer.load(checkpoints[norm], device="cpu") for norm in ("batch", "instance")}

@@ -184,8 +184,9 @@ def preview_note(clip: str | None) -> str:
         return ""
     if codec.canonical_name in BROWSER_CODECS:
         return ""
-    return (f"**Uploaded.** This browser cannot preview the clip's video format ({codec.long_name}), "
-            "but the app reads it: press the button below and the clip will be stylized.")
+    return (f"**Uploaded.** A \"Video not playable\" message only means that this browser cannot preview the "
+            f"clip's video format ({codec.long_name}); the app reads it: press the button below and the clip "
+            "will be stylized.")
 
 
 def webcam_frame(models: dict[str, Stylizer], frame: str | None,
