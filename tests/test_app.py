@@ -156,6 +156,7 @@ def test_the_report_has_a_takeaway_and_a_titled_band_of_the_grid_per_style(tmp_p
     contact_sheet(columns, [[tile] * 4] * 4, tmp_path / "grid.png", side=40)
     page = grid_html(tmp_path / "grid.png", columns, {"a": "Painting A", "b": "Painting B"})
     assert re.findall(r"<h4>(.*?)</h4>", page) == ["Painting A", "Painting B"]
+    assert "A blank square: no model of that kind was trained for that painting." in page
     assert page.count("<span>painting</span>") == 2
     bands = [Image.open(io.BytesIO(base64.b64decode(data))) for data in re.findall(r"base64,([^']+)'", page)]
     assert [band.size for band in bands] == [(160, 80)] * 2  # two rows each, the picture's header left out

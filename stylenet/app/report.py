@@ -106,7 +106,9 @@ def grid_html(path: Path, columns: list[str], titles: dict[str, str]) -> str:
              f"<img src='{data_url(img.crop((0, top + i * per_style * side, img.width, top + (i + 1) * per_style * side)))}' "
              f"alt='{html.escape(title)}: {per_style} photos through every model'>"
              for i, title in enumerate(titles.values())]
-    return f"<div class='grid-scroll'><div class='grid-inner'>{''.join(bands)}</div></div>"
+    note = ("<p>A blank square: no model of that kind was trained for that painting. On a narrow screen the grid "
+            "scrolls sideways.</p>")
+    return f"{note}<div class='grid-scroll'><div class='grid-inner'>{''.join(bands)}</div></div>"
 
 
 def data_url(img: Image.Image) -> str:
