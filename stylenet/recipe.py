@@ -10,6 +10,8 @@ from typing import Any
 from .vgg import CONTENT_LAYER
 from .weights import sha256_file
 
+# What checkpoints written before the recipe recorded its content layer were trained with.
+LEGACY_CONTENT_LAYER = "relu2_2"
 # Recipe fields that must match for --resume to continue the same run.
 RESUME_MUST_MATCH = ("width", "image_size", "batch_size", "lr", "content_weight", "style_weight", "tv_weight",
                      "style_size", "style_warmup", "lr_warmup", "seed", "style_sha256", "contrast_normalize",
@@ -29,17 +31,16 @@ class Recipe:
     lr: float = 1e-3
     content_weight: float = 1.0
     style_weight: float = 10.0
-    tv_weight: float = 1.0
-    style_size: int = 384
-    style_warmup: int = 0
+    tv_weight: float = 10.0
+    style_size: int = 256
+    style_warmup: int = 150
     lr_warmup: int = 0
     seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 10
     contrast_normalize: bool = False
     style_sha256: str = ""
-    # The VGG layer whose features the output must keep: relu2_2 pins edges and fine detail in
-    # place, deeper layers keep the objects but let the strokes move (docs/recipe.md measures it).
+    # The VGG layer whose features the output must keep (vgg.CONTENT_LAYER says why relu4_1).
     content_layer: str = CONTENT_LAYER
     # Photos of the content folder kept out of training to choose the best checkpoint on (at most a
     # tenth of the folder); 0 keeps every photo for training and the last checkpoint only.
@@ -58,18 +59,18 @@ class Recipe:
     @classmethod
     def from_metadata(cls, recipe: Mapping[str, Any]) -> Recipe:
         """The recipe a checkpoint records. Keys that older versions kept in it (``norm``,
-        ``channels_last``) are no longer part of a recipe and are left out."""
+        ``channels_last``) are no longer part of a recipe and are left out; one that recorded no
+        content layer was trained at ``LEGACY_CONTENT_LAYER``, whatever today's default."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in recipe.items() if k in known})
+        return cls(**{"content_layer": LEGACY_CONTENT_LAYER} | {k: v for k, v in recipe.items() if k in known})
 
 
 # What --preset sets (explicit flags override it): crop size, batch, steps and width, for a known
-# budget on a 2-core CPU (docs/training.md, "Presets"). quick: BN + IN in about 15 minutes on the 2-core EPYC
-# (1,000 steps measured 12.9 min with 2 threads, docs/figures/quick_preset.md), a width-16 network with
-# the loss weights, style size and style warm-up of the shipped CPU recipe; full: Johnson et al.'s schedule.
+# budget on a 2-core CPU (docs/training.md, "Presets"); the loss is the Recipe's (docs/recipe.md). quick:
+# BN + IN within 15 minutes on a 2-core CPU without bf16 (docs/figures/quick_preset.md), a width-16
+# network and a shorter style warm-up; full: Johnson et al.'s schedule.
 PRESETS: dict[str, dict[str, float]] = {
-    "quick": {"image_size": 128, "batch_size": 4, "steps": 1000, "width": 16,
-              "style_weight": 3.0, "tv_weight": 10.0, "style_size": 256, "style_warmup": 150},
+    "quick": {"image_size": 128, "batch_size": 4, "steps": 400, "width": 16, "style_warmup": 100},
     "standard": {"image_size": 256, "batch_size": 4, "steps": 2000, "width": 32},
     "full": {"image_size": 256, "batch_size": 4, "steps": 40000, "width": 32},
 }

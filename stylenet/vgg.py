@@ -29,7 +29,9 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 BLOCKS = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))  # (block, convs in block)
 CONV_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
-CONTENT_LAYER = "relu2_2"
+# The training loss's content layer: relu2_2 (Johnson et al.) pins every edge and fine detail in place, so
+# the loss's own optimum is a tinted photo; relu4_1 keeps the objects and lets strokes move (docs/recipe.md).
+CONTENT_LAYER = "relu4_1"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 

@@ -292,7 +292,8 @@ def test_presets_resolve_to_the_documented_values():
     assert (standard.image_size, standard.batch_size, standard.steps, standard.width) == (256, 4, 2000, 32)
     quick = recipe("--preset", "quick")
     assert {k: getattr(quick, k) for k in PRESETS["quick"]} == PRESETS["quick"]
-    assert (quick.image_size, quick.steps, quick.style_warmup) == (128, 1000, 150)
+    assert (quick.image_size, quick.steps, quick.width, quick.style_warmup) == (128, 400, 16, 100)
+    assert (quick.content_layer, quick.style_weight, quick.tv_weight, quick.style_size) == ("relu4_1", 10.0, 10.0, 256)
     mixed = recipe("--preset", "full", "--steps", "10", "--style-weight", "2")
     default_tv = Recipe(style="", content="").tv_weight
     assert (mixed.steps, mixed.image_size, mixed.style_weight, mixed.tv_weight) == (10, 256, 2.0, default_tv)
@@ -471,6 +472,13 @@ def test_content_layer_is_part_of_the_recipe_and_of_resume(tmp_path, photo_dir, 
     other = Recipe(style=str(painting), content=str(photo_dir), steps=6, checkpoint_every=2, **TINY)
     with pytest.raises(ValueError, match="content_layer"):
         train(other, ["instance"], out, device="cpu", resume=True)
+
+
+def test_a_checkpoint_that_recorded_no_content_layer_was_trained_at_relu2_2():
+    """Files from before the field existed must not take today's default (relu4_1) on resume."""
+    assert Recipe(style="", content="").content_layer == "relu4_1"
+    assert Recipe.from_metadata({"style": "", "content": ""}).content_layer == "relu2_2"
+    assert Recipe.from_metadata({"style": "", "content": "", "content_layer": "relu3_1"}).content_layer == "relu3_1"
 
 
 def test_resume_keeps_the_guard_and_the_best_checkpoint_exactly(tmp_path, twenty_photos, painting, monkeypatch):

@@ -74,6 +74,31 @@ def test_promoting_a_continuation_stacks_its_log_and_counts_all_steps(tmp_path):
         promote(continued, weights)
 
 
+def test_shipping_a_run_takes_each_norm_s_best_checkpoint_and_its_log(tmp_path):
+    from scripts.train_zoo import ship
+
+    weights, trained = tmp_path / "weights", tmp_path / "trained"
+    weights.mkdir(), trained.mkdir()
+    recipe = {"style": "stripes.png", "content": "train", "steps": 8}
+    for norm, last, best in (("instance", 6, 4), ("batch", 6, None)):
+        save_model(TransformerNet(norm, 4), {"style": "stripes", "steps": last, "recipe": recipe},
+                   trained / f"stripes_{norm}.safetensors")
+        if best:
+            save_model(TransformerNet(norm, 4), {"style": "stripes", "steps": best, "recipe": recipe},
+                       trained / f"stripes_{norm}.best.safetensors")
+    write_log(trained / "stripes_batch.csv", range(2, 7, 2), style=0.5)
+    with pytest.raises(SystemExit, match="stripes_instance.csv is missing"):
+        ship(trained, weights)
+    assert list(weights.iterdir()) == []  # nothing half-shipped
+
+    write_log(trained / "stripes_instance.csv", range(2, 7, 2), style=0.25)
+    ship(trained, weights)
+    entries = json.loads((weights / "manifest.json").read_text())["models"]
+    assert {(e["norm"], e["steps"]) for e in entries} == {("instance", 4), ("batch", 6)}
+    assert (weights / "stripes_instance.csv").read_text() == (trained / "stripes_instance.csv").read_text()
+    assert not (weights / "stripes_instance.best.safetensors").exists()
+
+
 def test_a_stacked_log_is_unweighted_with_each_part_s_own_recipe(tmp_path):
     from scripts.compare import read_log
 
