@@ -136,6 +136,8 @@ def main() -> int:
                    help="holds train/ (the photos) and styles/ (default: $STYLENET_DATA's parent or data/)")
     p.add_argument("--out", type=Path, default=Path("runs") / "zoo")
     p.add_argument("--workers", type=int, default=1, help="jobs at once; the cores are shared among them")
+    p.add_argument("--threads", type=int, help="threads per job (default: the cores / --workers); on a machine "
+                   "busy with other work one thread wastes less than two that wait for each other")
     p.add_argument("--device", default="cpu")
     p.add_argument("--contrast", action="store_true", help="also run the contrast-normalized control")
     p.add_argument("--continue-from", type=Path, help="warm-start every model from this folder's (see above)")
@@ -154,7 +156,7 @@ def main() -> int:
         jobs = [(style, norms, args.steps, extra) for style, norms, _, extra in jobs]
     args.out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(args.workers) as pool:
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
         codes = list(pool.map(lambda j: run(j, args.data, args.out, args.device, args.continue_from, threads), jobs))
     return max(codes)
 

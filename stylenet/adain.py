@@ -23,9 +23,11 @@ from PIL import Image
 from safetensors.torch import load_file, safe_open
 from torch import nn
 
+from . import paths
 from .checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, read_raw_metadata
+from .images import limit_size
 from .runtime import pick_device, to_pil, to_tensor
-from .stylize import TILE_ABOVE_PIXELS, check_strength, keep_colors
+from .stylize import TILE_ABOVE_PIXELS, check_strength, keep_colors, restyle
 from .tiling import Tile
 from .vgg import STYLE_LAYERS, VGGFeatures
 
@@ -47,6 +49,8 @@ TILE = 512  # pixels per tile core above TILE_ABOVE_PIXELS
 # 136x200 image in 64 px cores: margin 8 is 61% off, 32 px 3e-6, 64 px exact.
 MARGIN = 64
 STYLE_SCALES = (64, 2048)  # allowed long sides of a painting at encoding
+STYLE_SCALE = 512  # the default: the painting's long side at encoding
+DECODER_FILE = "adain_decoder.safetensors"  # the shipped decoder, in the weights folder beside the manifest
 
 
 def channel_stats(feat: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,6 +185,14 @@ def save_decoder(decoder: Decoder, meta: dict[str, Any], path: Path, half: bool 
                         "width": decoder.width}, path)
 
 
+def shipped_decoder(weights_dir: Path | None = None) -> Path | None:
+    """The shipped decoder (``DECODER_FILE`` in the weights folder, default ``paths.weights_dir()``), or
+    None while none is shipped. Found by its fixed name: the manifest describes it (``build_manifest``)
+    but lists only the per-style models, which the app and ``style/norm`` names read."""
+    path = Path(weights_dir or paths.weights_dir()) / DECODER_FILE
+    return path if path.is_file() else None
+
+
 def load_decoder(path: Path) -> tuple[Decoder, dict[str, Any]]:
     meta = read_adain_metadata(path)
     decoder = Decoder(meta["width"])
@@ -295,7 +307,25 @@ class AdaINStylizer:
         return channel_stats(self.encode(to_cells(to_tensor(img).unsqueeze(0))))
 
     @torch.inference_mode()
-    def stylize(self, photo: Image.Image, painting: Painting, alpha: float = 1.0, style_scale: int = 512,
+    def style_stats(self, painting: Painting, style_scale: int = STYLE_SCALE) -> tuple[torch.Tensor, torch.Tensor]:
+        """The AdaIN target: one painting's relu4_1 mean and std, or the weighted blend of several
+        ((image, weight) pairs, weights scaled to sum to 1). Compute once, paint many photos with it."""
+        pairs = [(painting, 1.0)] if isinstance(painting, Image.Image) else list(painting)
+        return blend_stats([self.painting_stats(img, style_scale) for img, _ in pairs], [w for _, w in pairs])
+
+    @torch.inference_mode()
+    def paint(self, photo: Image.Image, stats: tuple[torch.Tensor, torch.Tensor], alpha: float = 1.0,
+              preserve_color: bool = False) -> Image.Image:
+        """The photo with the target ``stats`` (mean, std) swapped into its relu4_1 features, decoded at
+        the photo's size: ``stylize`` with the statistics given rather than read from a painting."""
+        check_strength(alpha)
+        photo = photo.convert("RGB")
+        feat = self.encode(to_cells(to_tensor(photo).unsqueeze(0)))
+        target = alpha * adain_with_stats(feat, *stats) + (1 - alpha) * feat
+        out = to_pil(self.decode(target)[..., :photo.height, :photo.width].clamp(0, 1))
+        return keep_colors(photo, out) if preserve_color else out
+
+    def stylize(self, photo: Image.Image, painting: Painting, alpha: float = 1.0, style_scale: int = STYLE_SCALE,
                 preserve_color: bool = False) -> Image.Image:
         """The photo painted in the painting's style, at the photo's size.
 
@@ -305,10 +335,31 @@ class AdaINStylizer:
         result's luminance with the photo's colours.
         """
         check_strength(alpha)
-        pairs = [(painting, 1.0)] if isinstance(painting, Image.Image) else list(painting)
-        photo = photo.convert("RGB")
-        feat = self.encode(to_cells(to_tensor(photo).unsqueeze(0)))
-        mean, std = blend_stats([self.painting_stats(img, style_scale) for img, _ in pairs], [w for _, w in pairs])
-        target = alpha * adain_with_stats(feat, mean, std) + (1 - alpha) * feat
-        out = to_pil(self.decode(target)[..., :photo.height, :photo.width].clamp(0, 1))
-        return keep_colors(photo, out) if preserve_color else out
+        return self.paint(photo, self.style_stats(painting, style_scale), alpha, preserve_color)
+
+
+class PaintingStyle:
+    """Paintings bound to a decoder and a strength, called like ``stylize.Stylizer``, so the batch code of
+    ``stylenet stylize`` (files, folders, output names, one line per bad file) runs AdaIN unchanged.
+
+    ``paintings``: (name, image, weight) triples; the names make the outputs' style part (``a+b``). They
+    are encoded once, here, not once per photo. ``alpha`` is AdaIN's strength, in feature space; the
+    call's ``strength`` blends the result with the photo in pixels, as for every model.
+    """
+
+    def __init__(self, stylizer: AdaINStylizer, paintings: Sequence[tuple[str, Image.Image, float]],
+                 alpha: float = 1.0, style_scale: int = STYLE_SCALE) -> None:
+        check_strength(alpha)
+        self.stylizer, self.feature_alpha = stylizer, alpha
+        self.stats = stylizer.style_stats([(img, weight) for _, img, weight in paintings], style_scale)
+        self.meta = {"style": "+".join(name for name, _, _ in paintings), "norm": "adain"}
+        self.name = f"{self.meta['style']}/adain"
+
+    def __call__(self, img: Image.Image, strength: float = 1.0, preserve_color: bool = False,
+                 max_size: int | None = None, alpha: Image.Image | None = None) -> Image.Image:
+        """As ``Stylizer.__call__``: ``alpha`` is the photo's transparency, re-attached to the result."""
+        photo = limit_size(img.convert("RGB"), max_size)
+        out = restyle(photo, self.stylizer.paint(photo, self.stats, self.feature_alpha), strength, preserve_color)
+        if alpha is not None:
+            out.putalpha(limit_size(alpha, max_size).resize(out.size))
+        return out

@@ -8,15 +8,27 @@ never switches, hooks or (BN in train mode) updates the caller's model.
 The figures are plain ``matplotlib.figure.Figure`` objects, not pyplot ones: pyplot keeps every
 figure it makes until closed and is not thread-safe, and importing this module leaves the
 matplotlib backend alone.
+
+``instance_vs_batch_statistics`` is the one experiment on the AdaIN decoder (``stylenet.adain``) rather
+than a style network: the style as statistics, per image (IN) or per batch (BN).
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 from torch import nn
+
+from .adain import EPS
+
+if TYPE_CHECKING:
+    from .adain import AdaINStylizer
+    from .evaluate import Evaluator
 
 NORM_TYPES = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)
 
@@ -80,6 +92,38 @@ def first_norm_statistics(model: nn.Module, photo: torch.Tensor) -> dict[str, np
     norm.register_forward_hook(lambda m, inp, out: seen.update(before=inp[0], after=out))
     net(photo)
     return {f"{k}_{s}": getattr(v[0], s)(dim=(1, 2)).numpy() for k, v in seen.items() for s in ("mean", "std")}
+
+
+def batch_statistics(mean: torch.Tensor, std: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """What one Batch Norm layer measures on a batch of images, from each image's per-channel ``mean``
+    and ``std`` ((N, C, 1, 1), as ``adain.channel_stats`` gives them): per channel, one mean and std over
+    every image and position (each image weighing the same, as equal-size crops of a batch do), handed
+    to every image alike, the same row N times. Instance statistics are the N rows as given."""
+    var = std.square() - eps
+    pooled_mean = mean.mean(0, keepdim=True)
+    pooled_var = (var + mean.square()).mean(0, keepdim=True) - pooled_mean.square()  # law of total variance
+    return pooled_mean.expand_as(mean), (pooled_var.clamp_min(0) + eps).sqrt().expand_as(std)
+
+
+@torch.inference_mode()
+def instance_vs_batch_statistics(stylizer: AdaINStylizer, evaluator: Evaluator, photo: Image.Image,
+                                 paintings: Sequence[Image.Image],
+                                 style_scale: int) -> tuple[list[Image.Image], Image.Image, float, float]:
+    """AdaIN's swap done with instance and with batch statistics: the photo painted with each painting's
+    own statistics, and with the one set a Batch Norm layer holds for the batch of all the paintings. The
+    photo is normalized by its own statistics either way: only where the target comes from differs.
+
+    Returns each painting's result, the batch's one result (one target for every painting, so one
+    picture) and the mean style distance (``stylenet.evaluate``) of each kind to its own painting: one
+    set shared by all cannot carry each painting's style, so the batch's should be the farther."""
+    stats = [stylizer.painting_stats(painting, style_scale) for painting in paintings]
+    mean, std = batch_statistics(torch.cat([m for m, _ in stats]), torch.cat([s for _, s in stats]))
+    own = [stylizer.paint(photo, target) for target in stats]
+    shared = stylizer.paint(photo, (mean[:1], std[:1]))
+    content, grams = evaluator.photo_content(photo), [evaluator.painting_grams(p) for p in paintings]
+    own_distance = sum(evaluator.score(out, content, g).style for out, g in zip(own, grams)) / len(paintings)
+    batch_distance = sum(evaluator.score(shared, content, g).style for g in grams) / len(paintings)
+    return own, shared, own_distance, batch_distance
 
 
 def statistics_figure(stats: dict[str, dict[str, np.ndarray]]) -> Figure:

@@ -69,10 +69,13 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
     """Describe every model file in ``weights_dir`` (from its own metadata) and write manifest.json.
 
     Paintings are looked up in ``styles/`` with titles from ``styles/SOURCES.csv``; models trained
-    on contrast-normalized photos are marked as experiments (the app does not offer them).
+    on contrast-normalized photos are marked as experiments (the app does not offer them). The AdaIN
+    decoder (``adain.DECODER_FILE``), one network for every painting, is described apart, under
+    ``adain_decoder``: ``models`` lists per-style models only, which is what every reader expects.
     """
     import csv
 
+    from .adain import DECODER_FILE, read_adain_metadata
     from .checkpoint import is_side_file, read_metadata
 
     weights_dir = Path(weights_dir)
@@ -83,7 +86,7 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
             titles = {Path(row["file"]).stem: row["painting"] for row in csv.DictReader(f)}
     models = []
     for path in sorted(weights_dir.glob("*.safetensors")):
-        if is_side_file(path):
+        if is_side_file(path) or path.name == DECODER_FILE:
             continue
         meta = read_metadata(path)
         recipe = meta.get("recipe", {})
@@ -104,5 +107,13 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
         if recipe.get("contrast_normalize"):
             entry["experiment"] = "contrast_normalize"
         models.append(entry)
-    (weights_dir / "manifest.json").write_text(json.dumps({"models": models}, indent=1) + "\n")
+    manifest: dict[str, Any] = {"models": models}
+    decoder = weights_dir / DECODER_FILE
+    if decoder.is_file():
+        meta = read_adain_metadata(decoder)
+        manifest["adain_decoder"] = {"file": DECODER_FILE, "width": meta["width"], "steps": meta.get("step"),
+                                     "recipe": meta.get("recipe"), "hold_out": meta.get("hold_out"),
+                                     "paintings": len(meta.get("paintings") or []), "sha256": sha256_file(decoder),
+                                     "bytes": decoder.stat().st_size}
+    (weights_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return models

@@ -2,6 +2,7 @@
 the decoder's shapes, tiled inference, training with hold-outs, exact resume and safe checkpoints.
 Real Oxford VGG19, tiny generated images, one CPU thread."""
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -183,3 +184,47 @@ def test_pickles_and_other_checkpoints_are_refused(tmp_path):
     adain.atomic_save(load_file(str(path)), meta, path)
     with pytest.raises(CheckpointError, match="do not match"):
         load_decoder(path)
+
+
+def make_decoder(path, width=0.125):
+    """An untrained (seeded) decoder saved as the shipped one is: what the CLI and app tests paint with
+    until a trained one ships."""
+    torch.manual_seed(0)
+    adain.save_decoder(Decoder(width), {"step": 0, "hold_out": ["held"], "paintings": ["stripes", "waves"]}, path)
+    return path
+
+
+def test_the_shipped_decoder_is_found_by_name_and_described_apart_in_the_manifest(tmp_path, capsys):
+    from stylenet.app.styles import load_styles
+    from stylenet.weights import build_manifest, sha256_file
+
+    assert adain.shipped_decoder(tmp_path) is None  # none shipped yet
+    make_checkpoint(tmp_path / "stripes_instance.safetensors", "instance")
+    decoder = make_decoder(tmp_path / adain.DECODER_FILE)
+    assert adain.shipped_decoder(tmp_path) == decoder
+    models = build_manifest(tmp_path)
+    assert [m["file"] for m in models] == ["stripes_instance.safetensors"]  # only per-style models are listed
+    entry = json.loads((tmp_path / "manifest.json").read_text())["adain_decoder"]
+    assert entry == {"file": adain.DECODER_FILE, "width": 0.125, "steps": 0, "recipe": None, "hold_out": ["held"],
+                     "paintings": 2, "sha256": sha256_file(decoder), "bytes": decoder.stat().st_size}
+    assert list(load_styles(tmp_path)) == ["stripes"] and "skipped" not in capsys.readouterr().err
+
+
+def test_painting_style_paints_files_like_the_stylizer_and_encodes_the_paintings_once(stylizer, monkeypatch):
+    photo, a, b = smooth_image(5, (45, 31)), smooth_image(6), smooth_image(7, (30, 50))
+    encoded = []
+    painting_stats = stylizer.painting_stats
+    monkeypatch.setattr(stylizer, "painting_stats", lambda *args: encoded.append(1) or painting_stats(*args))
+    style = adain.PaintingStyle(stylizer, [("a", a, 0.7), ("b", b, 0.3)], alpha=0.5, style_scale=64)
+    assert (style.name, style.meta) == ("a+b/adain", {"style": "a+b", "norm": "adain"}) and len(encoded) == 2
+    out = style(photo)
+    assert out.tobytes() == stylizer.stylize(photo, [(a, 0.7), (b, 0.3)], alpha=0.5, style_scale=64).tobytes()
+    assert len(encoded) == 4  # the reference above encoded both again; the style's call encoded none
+    assert style(photo, strength=0.0).tobytes() == photo.tobytes()  # pixel strength 0: the photo
+    kept = style(photo, preserve_color=True)
+    assert kept.tobytes() == keep_colors(photo, out).tobytes()
+    transparency = Image.new("L", photo.size, 77)
+    small = style(photo, max_size=20, alpha=transparency)
+    assert small.size == (20, 14) and small.mode == "RGBA" and small.getchannel("A").getextrema() == (77, 77)
+    with pytest.raises(ValueError):
+        adain.PaintingStyle(stylizer, [("a", a, 1.0)], alpha=1.5)

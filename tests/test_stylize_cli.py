@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from .conftest import ROOT, smooth_image
 
@@ -152,3 +152,75 @@ def test_backend_auto_by_default_measures_once_and_says_what_it_chose(tmp_path, 
     assert (tmp_path / "cache" / "backends.json").is_file()
     cached = run(*args, "--backend", "auto")  # a new process: the choice is read, not measured again
     assert f"{chosen.removesuffix(')')}; cached)\n" in cached.stdout
+
+
+def test_style_image_paints_photos_and_folders_with_any_painting(tmp_path, painting, monkeypatch):
+    """--style-image takes the batch path of --weights (folders, names, one line per bad file); clips are
+    refused one by one; the painting, weights, --alpha and --style-scale reach the library as given."""
+    from stylenet.adain import DECODER_FILE, AdaINStylizer
+
+    from .test_adain import make_decoder
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    decoder = make_decoder(weights / DECODER_FILE)
+    monkeypatch.setenv("STYLENET_WEIGHTS", str(weights))  # the shipped decoder is this one
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    smooth_image(1).save(src / "a.jpg")
+    smooth_image(2, (40, 56)).convert("RGBA").save(src / "sub" / "b.png")
+    (src / "clip.mp4").write_bytes(b"never read")
+    (src / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    first = run(src, "--style-image", painting, "--out", out, "--recursive", "--device", "cpu", "--style-scale", "64")
+    assert first.returncode == 1 and "Traceback" not in first.stderr, first.stderr
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert made == ["a_painting_adain.png", "sub/b_painting_adain.png"]
+    assert Image.open(out / "a_painting_adain.png").size == (48, 40)
+    assert Image.open(out / "sub" / "b_painting_adain.png").mode == "RGBA"  # alpha kept
+    failed = sorted(line for line in first.stderr.splitlines() if line.startswith("failed:"))
+    assert len(failed) == 2 and "broken.jpg: not an image" in failed[0]
+    assert failed[1].endswith("clip.mp4: a clip; --style-image paints photos only (use --weights for clips)")
+    assert "done: 2 written, 0 skipped (existing), 2 failed" in first.stdout and "backend:" not in first.stdout
+
+    waves = tmp_path / "waves.jpg"
+    smooth_image(7, (64, 56)).save(waves)
+    mixed = run(src / "a.jpg", "--style-image", painting, waves, "--style-weights", "0.7", "0.3", "--alpha", "0.5",
+                "--style-scale", "96", "--out", out, "--device", "cpu")
+    assert mixed.returncode == 0, mixed.stderr
+    expected = AdaINStylizer.load(decoder, "cpu").stylize(
+        Image.open(src / "a.jpg"), [(Image.open(painting), 0.7), (Image.open(waves), 0.3)], alpha=0.5, style_scale=96)
+    shown = Image.open(out / "a_painting+waves_adain.png")
+    assert max(hi for _, hi in ImageChops.difference(shown, expected).getextrema()) <= 1  # float rounding at most
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--style-image", "PAINTING"], ("error: no AdaIN decoder is shipped yet (adain_decoder.safetensors in the "
+                                     "weights folder): train one (scripts/train_adain.py) and pass --decoder PATH")),
+    (["--style-image", "NOTES"], "notes.jpg: not an image in a supported format"),
+    (["--style-image", "PAINTING", "--decoder", "CHECKPOINT"], "not an AdaIN decoder file"),
+    (["--style-image", "PAINTING", "PAINTING", "--style-weights", "1"], "error: give one --style-weights per --style-image"),
+    (["--style-image", "PAINTING", "--alpha", "1.5"], "error: --alpha must be between 0 and 1"),
+    (["--style-image", "PAINTING", "--style-scale", "10"], "error: --style-scale must be 64 to 2048 px"),
+    (["--style-image", "PAINTING", "--engine", "ray"], "error: --style-image runs in this process only (--engine local)"),
+    (["--weights", "CHECKPOINT", "--alpha", "0.5"],
+     "error: --alpha, --style-scale, --style-weights and --decoder go with --style-image"),
+])
+def test_style_image_usage_errors_are_one_line(tmp_path, painting, checkpoints, monkeypatch, capsys, flags, message):
+    from stylenet.cli.stylize import main
+
+    monkeypatch.setenv("STYLENET_WEIGHTS", str(tmp_path))  # no decoder shipped here
+    (tmp_path / "notes.jpg").write_text("not an image")
+    smooth_image(1).save(tmp_path / "a.jpg")
+    names = {"PAINTING": painting, "NOTES": tmp_path / "notes.jpg", "CHECKPOINT": checkpoints["instance"]}
+    assert main([str(tmp_path / "a.jpg"), *(str(names.get(f, f)) for f in flags), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_and_style_image_exclude_each_other(tmp_path, painting, checkpoints):
+    both = run(tmp_path / "a.jpg", "--weights", checkpoints["instance"], "--style-image", painting, "--out", tmp_path)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    neither = run(tmp_path / "a.jpg", "--out", tmp_path)
+    assert neither.returncode == 2 and "one of the arguments --weights --style-image is required" in neither.stderr

@@ -37,13 +37,17 @@ LOOK_FOR = (
     "**Instance Norm**, the same network trained the same way; only the normalization layer differs. "
     "Instance Norm takes on the painting's colours and brush texture more strongly and evenly, while Batch Norm "
     "stays closer to the photo's own colours and contrast.")
-# Run in the browser as the Stylize button is pressed: on a phone the results sit above the inputs, ~1500 px
-# above the button, so the page scrolls up to them (where the progress shows) instead of leaving no cue.
-SHOW_RESULTS = """(...inputs) => {
-  const results = document.querySelector("#compare-results");
+
+
+def show_results(selector: str) -> str:
+    """JavaScript to run in the browser as a tab's run button is pressed: on a phone the results (``selector``)
+    sit above the inputs, ~1500 px above the button, so the page scrolls up to them (where the progress
+    shows) instead of leaving no cue."""
+    return """(...inputs) => {
+  const results = document.querySelector("%s");
   if (results && results.getBoundingClientRect().top < 0) results.scrollIntoView({behavior: "smooth"});
   return inputs;
-}"""
+}""" % selector
 
 
 def side_limit(max_side: object) -> int:
@@ -182,7 +186,7 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
     style.change(show_painting, style, thumb, api_name=False, **LIGHT)
     # a refused photo leaves no earlier result, or its caption, under the error
     run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note, kept], api_name="compare",
-              js=SHOW_RESULTS, **heavy).failure(lambda: (None, [], "", None), None, [slider, row, note, kept],
+              js=show_results("#compare-results"), **heavy).failure(lambda: (None, [], "", None), None, [slider, row, note, kept],
                                                 api_name=False, show_progress="hidden", **LIGHT)
     gr.on([demo.load, strength.release, keep.input], remix, [kept, strength, keep], [slider, row, note],
           api_name=False, show_progress="hidden", **LIGHT)

@@ -1,6 +1,7 @@
 """The whole app: its tabs in one ``gr.Blocks`` (``build``), and ``stylenet app`` to serve it.
 
-Needs no training and no VGG: it reads the shipped models' ``manifest.json`` at start.
+Needs no training and no VGG: it reads the shipped models' ``manifest.json`` at start. The Any painting
+tab is there only where the AdaIN decoder is shipped and the VGG19 weights are installed (``load_adain``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .. import paths
 from ..images import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS
 from ..jobs import JobError, JobStore, Limits, Runner, estimate
 from ..jobs.job import add_memory_argument
+from .any_painting import AdaINModels, any_painting_tab, load_adain
 from .compare import compare_tab
 from .report import report_tab
 from .sessions import OwnerCookie, Sessions
@@ -53,7 +55,7 @@ CSS = """
 #report-grid img { display: block; width: 100%; }
 #report-table table { white-space: nowrap; }
 @media (max-width: 640px) {
-  #compare-results { order: -1; }
+  #compare-results, #any-painting-results { order: -1; }
   #all-results .grid-container, .whole-gallery .grid-container { --grid-cols: 2 !important; }
   .tab-wrapper .tab-container > button { font-size: 13px !important; padding: 4px 5px !important; min-width: 0 !important; }
   .tab-wrapper .tab-container { gap: 0 !important; flex-wrap: wrap !important; height: auto !important; }
@@ -66,12 +68,13 @@ GRADIO_CACHE_CAP = {"max_bytes": 2**30, "max_files": 2000, "every_s": 60}  # and
 
 
 def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int = 2,
-          sessions: Sessions | None = None) -> gr.Blocks:
+          sessions: Sessions | None = None, adain: AdaINModels | None = None) -> gr.Blocks:
     """The app's Blocks, ready to queue and launch (or to inspect in a test without a server).
 
-    Every heavy handler (Compare, Why IN?, Video, Webcam, a training submission) runs in one
-    concurrency group, ``HEAVY``: at most ``concurrency`` of them at once across the whole app, the
-    rest waiting in the one queue.
+    Every heavy handler (Compare, Any painting, Why IN?, Video, Webcam, a training submission) runs in
+    one concurrency group, ``HEAVY``: at most ``concurrency`` of them at once across the whole app, the
+    rest waiting in the one queue. ``adain``: the shipped AdaIN decoder; without it there is no Any
+    painting tab and no experiment (f) in Why IN?.
     """
     if not styles.names():
         raise SystemExit("no models found: the manifest is missing or empty (see docs/training.md)")
@@ -83,8 +86,11 @@ def build(styles: StyleRegistry, jobs: JobStore | None = None, concurrency: int 
                     "Same network, same recipe, same training photos: only the normalization layer differs.")
         with gr.Tab("Compare"):
             style = compare_tab(styles, sessions, files, heavy, demo)
+        if adain is not None:
+            with gr.Tab("Any painting"):
+                any_painting_tab(styles, adain, sessions, files, heavy)
         with gr.Tab("Why IN?"):
-            xstyle = why_in_tab(styles, sessions, files, heavy)
+            xstyle = why_in_tab(styles, sessions, files, heavy, adain)
         with gr.Tab("Video"):
             vstyle = video_tab(styles, sessions, files, heavy, demo)
         with gr.Tab("Webcam"):
@@ -108,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", type=Path, default=None,
                         help="the shipped models (default: $STYLENET_WEIGHTS or the shipped weights/)")
     parser.add_argument("--concurrency", type=int, default=2,
-                        help="heavy requests (Compare, Why IN?, Video, Webcam, Train) run at once, app-wide")
+                        help="heavy requests (Compare, Any painting, Why IN?, Video, Webcam, Train) run at once, "
+                             "app-wide")
     parser.add_argument("--queue-size", type=int, default=32,
                         help="requests waiting their turn; beyond that a request is refused at once as busy")
     parser.add_argument("--share-styles", action="store_true",
@@ -142,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     Runner(jobs, on_change=styles.refresh).start()  # trains queued jobs, one at a time
     kept: set[str] = set()  # the page's own pictures in the cache, never capped: filled once the Blocks exist
     gradio_cache(**GRADIO_CACHE_CAP, kept=kept)  # before the Blocks: their components keep the cache folder they find
-    demo = build(styles, jobs, args.concurrency)
+    demo = build(styles, jobs, args.concurrency, adain=load_adain(weights))
     kept.update(kept_files(demo))
     # A bounded queue keeps memory bounded: when it is full a request is refused at once (the browser
     # shows "This application is currently busy", gradio_client raises "Queue is full") instead of hanging.

@@ -42,13 +42,14 @@ MIN_PHOTO_SIDE = 32  # below this the network's two halvings leave under 8x8 fea
 CACHE_GRACE_S = 300.0  # the cache cap spares files younger than this: a request may still be reading or serving them
 
 
-def read_upload(path: str | None, max_side: int) -> Image.Image:
-    """The user's photo, safely opened, capped at ``max_side``; gr.Error (shown in the UI) otherwise.
+def read_upload(path: str | None, max_side: int, what: str = "photo") -> Image.Image:
+    """The user's photo (or another picture: ``what`` names it in the messages), safely opened, capped at
+    ``max_side``; gr.Error (shown in the UI) otherwise.
 
     The minimum side is checked after the downscaling: a 4000x40 photo at max side 64 would go through
     the network as 64x1."""
     if not path:
-        raise user_error("No photo: upload one first.")
+        raise user_error(f"No {what}: upload one first.")
     try:
         img, _ = open_image(path, max_pixels=MAX_UPLOAD_PIXELS)
     except ImageError as exc:
@@ -56,7 +57,7 @@ def read_upload(path: str | None, max_side: int) -> Image.Image:
     small = limit_size(img, max_side)
     if min(small.size) < MIN_PHOTO_SIDE:
         scaled = f", {small.width}x{small.height} px at this resolution" if small.size != img.size else ""
-        raise user_error(f"This photo is {img.width}x{img.height} px{scaled}: too small to stylize (at least "
+        raise user_error(f"This {what} is {img.width}x{img.height} px{scaled}: too small to stylize (at least "
                          f"{MIN_PHOTO_SIDE} px on each side).")
     return small
 

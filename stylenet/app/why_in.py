@@ -1,7 +1,8 @@
-"""The "Why IN?" tab: the norms explained, four live experiments on the user's photo, and (e) flicker.
+"""The "Why IN?" tab: the norms explained, four live experiments on the user's photo, (e) flicker and,
+where the AdaIN decoder is shipped, (f) a painting's style as its statistics, per image or per batch.
 
 Every experiment runs on private copies of the style's models (``stylenet.explain``), never on the
-shared ones.
+shared ones; (f) runs the shared AdaIN decoder, which changes nothing when it runs.
 """
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import gradio as gr
 import torch
 
 from .. import explain, paths
+from ..figures import contact_sheet
 from ..flicker import flicker, stylize_clip, synthetic_clip, warp
 from ..images import open_image
 from ..runtime import to_pil, to_tensor
 from ..temporal import STABILIZERS, stabilized
+from .any_painting import AdaINModels, shipped_paintings
 from .queueing import LIGHT
 from .sessions import LOCAL, Sessions
 from .styles import Style, StyleRegistry, pair_of, style_dropdown
@@ -50,6 +53,14 @@ FLICKER_TEXT = (
     "picture can shift from one frame to the next; Batch Norm's stored averages never change. Below, your photo "
     "is panned like a camera, and the difference between each stylized frame and the next (with the motion taken "
     "out) is shown: darker is steadier.")
+
+STATISTICS_TEXT = (
+    "### (f) A painting's style as statistics: one set per image (IN) or one per batch (BN)\n"
+    "The Any painting tab's network paints with nothing of a painting but its statistics: a mean and a spread per "
+    "feature channel, measured on that one image, as Instance Norm measures them. Below, your photo is painted with "
+    "each shipped painting twice: with the painting's own statistics, and with those a Batch Norm layer would hold "
+    "for a batch of all the paintings, one set for every image alike. The number is the style distance of each "
+    "result to its own painting (lower is closer; Gram matrices of five VGG layers at 512 px).")
 
 FLICKER_DETAIL = (
     "Flicker is the mean |difference| between a stylized frame, warped onto the next with the camera's exact "
@@ -130,15 +141,37 @@ def flicker_pan(styles: Mapping[str, Style], files: ResultFiles, photo: str | No
         + ", ".join(lines) + ".")
 
 
+def statistics_swap(adain: AdaINModels, paintings: Mapping[str, Style], files: ResultFiles, photo: str | None,
+                    owner: str = LOCAL) -> tuple[list, str]:
+    """(f) The photo painted by the AdaIN decoder with each painting's own statistics and with the batch's
+    one set: one picture (a row per painting, in ``owner``'s area) and the verdict on the style distances."""
+    img = read_upload(photo, EXPLAIN_SIDE)
+    pictures = [open_image(style.painting)[0] for style in paintings.values()]
+    own, shared, d_own, d_batch = explain.instance_vs_batch_statistics(adain.stylizer, adain.evaluator, img,
+                                                                       pictures, EXPLAIN_SIDE)
+    sheet = files.folder(owner) / "statistics.png"
+    contact_sheet(("painting", "own statistics", "batch statistics"), [[p, o, shared] for p, o in zip(pictures, own)],
+                  sheet, side=200, row_labels=[name.replace("_", " ") for name in paintings])
+    caption = "Rows: the paintings. Own statistics: per image, as IN measures them; batch: one set, as BN holds"
+    return [(str(sheet), caption)], verdict(
+        "f", "with its own statistics each painting's result is closer to that painting than with the batch's one "
+        "set: batch statistics are one set for every image and cannot carry a per-image style; instance statistics "
+        "can", "on this photo the batch's one set came as close",
+        ("the batch's statistics", d_batch), ("each painting's own", d_own))
+
+
 def whole_gallery(columns: int) -> gr.Gallery:
     """A row of results shown whole (not cropped to squares), captions on the pictures."""
     return gr.Gallery(columns=columns, height="auto", object_fit="contain", elem_classes="whole-gallery",
                       show_label=False)
 
 
-def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict) -> gr.Dropdown:
+def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, heavy: dict,
+               adain: AdaINModels | None = None) -> gr.Dropdown:
     """Build the tab inside the caller's ``gr.Tab``; returns its style list. ``heavy``: the app-wide
-    concurrency group the experiments run in."""
+    concurrency group the experiments run in; ``adain``: the shipped AdaIN decoder, for (f), which needs
+    it and two shipped paintings at least (without them, (f) is left out)."""
+    paintings = shipped_paintings(registry) if adain is not None else {}  # (f)'s batch: two at least
     gr.Markdown(INTRO)
     with gr.Row():
         photo = photo_input("Photo for the experiments", 220, value=example_photo())
@@ -154,6 +187,9 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
         c_img, c_txt = whole_gallery(6), gr.Markdown(elem_classes="verdict")
         gr.Markdown(FLICKER_TEXT)
         e_img, e_txt = whole_gallery(3), gr.Markdown(elem_classes="verdict")
+        if len(paintings) >= 2:
+            gr.Markdown(STATISTICS_TEXT)
+            f_img, f_txt = whole_gallery(1), gr.Markdown(elem_classes="verdict")
     with gr.Accordion("Research detail: how the four norms differ", open=False):
         gr.Markdown(EXPLAIN_TEXT)
         gr.Plot(explain.norm_axes_figure(), label="Which axes each norm averages over")
@@ -178,8 +214,15 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
         owner = sessions.owner(request)
         return flicker_pan(registry.view(owner), files, photo, style, owner)
 
+    def why_in_statistics(photo: str | None, request: gr.Request = None):
+        """(f) the AdaIN decoder with each painting's own statistics vs the batch's one set."""
+        owner = sessions.owner(request)
+        return statistics_swap(adain, paintings, files, photo, owner)
+
     run.click(lambda: gr.Column(visible=True), None, results, api_name=False, show_progress="hidden", **LIGHT)
     done = run.click(why_in, [photo, style], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot], api_name="why_in",
                      **heavy)
-    done.success(why_in_flicker, [photo, style], [e_img, e_txt], api_name="why_in_flicker", **heavy)
+    flickered = done.success(why_in_flicker, [photo, style], [e_img, e_txt], api_name="why_in_flicker", **heavy)
+    if len(paintings) >= 2:
+        flickered.success(why_in_statistics, [photo], [f_img, f_txt], api_name="why_in_statistics", **heavy)
     return style
