@@ -1,4 +1,5 @@
-"""Which code runs a Stylizer's network: PyTorch eager, torch.compile (inductor) or ONNX Runtime.
+"""Which code runs a Stylizer's network: PyTorch eager, torch.compile (inductor), ONNX Runtime, or
+ONNX Runtime in int8 (``stylenet.quantize``).
 
 Which one is fastest depends on the CPU (on one with native bf16, bf16 eager won; on one without, ONNX
 Runtime's fp32 kernels mostly beat PyTorch's: docs/stylize.md), so ``backend="auto"`` (the default) measures instead of
@@ -9,7 +10,14 @@ included (the ONNX export and session take seconds, more than the saving on one 
 fastest call standing for each of the rest. Eager stays unless another wins by ``CLEAR_WIN``. The
 choice is saved in ``CACHE/backends.json`` (``stylenet.paths.cache_dir``) under a key of everything the
 speeds depend on (CPU model and vector flags, core and thread counts, torch and onnxruntime versions, the
-network, its precision, the size class), so each machine measures once; any change of those measures again.
+network, its precision, the candidates, the size class), so each machine measures once; any change of
+those measures again.
+
+int8 (``onnx-int8``) runs only when asked, never by auto: it changes pixels beyond float rounding (mean
+0.006 to 0.033 off fp32, in [0, 1] units; docs/figures/quantize.md), by more for IN than for BN, and the
+app shows BN and IN side by side: auto picking int8 for one and fp32 for the other would make that
+comparison unfair by construction. Its calibration and quantization (seconds, once per network) are saved
+to disk (stylenet/quantize.py).
 
 Why auto leaves torch.compile out (it is there on request, ``backend="compiled"``): its setup is a
 compilation, paid again in every new process (seconds with inductor's on-disk cache, a minute or more
@@ -19,9 +27,9 @@ model was 1.1x at 512² there, ONNX Runtime's 1.8x. Counted against ``AMORTIZED_
 win, and merely trying it would cost the first photo that minute. Long-running processes (the app,
 a video job) may still ask for it.
 
-Every backend computes what eager computes (tests/test_backends.py: within ``TOLERANCE`` in fp32; a
-bf16 Stylizer's eager differs from fp32 by bf16's own rounding). Instance-norm models keep whole-image
-statistics: a backend runs only whole images; tiled photos (``stylize.TILE_ABOVE_PIXELS``) always run
+Every backend but int8 computes what eager computes (tests/test_backends.py: within ``TOLERANCE`` in
+fp32; a bf16 Stylizer's eager differs from fp32 by bf16's own rounding; int8: tests/test_quantize.py).
+Instance-norm models keep whole-image statistics: a backend runs only whole images; tiled photos (``stylize.TILE_ABOVE_PIXELS``) always run
 eagerly, since ``tiling.run_tiled`` swaps the norms of an eager module. A backend that fails (not
 installed, a compile or export error) is replaced by eager, with one logged line.
 """
@@ -55,7 +63,7 @@ from .transformer import DOWNSCALE, MIN_SIZE
 if TYPE_CHECKING:  # an optional dependency, imported where it is used
     import onnxruntime
 
-BACKENDS = ("eager", "compiled", "onnx")
+BACKENDS = ("eager", "compiled", "onnx", "onnx-int8")
 CHOICES = ("auto", *BACKENDS)
 AUTO_CANDIDATES = ("eager", "onnx")  # torch.compile left out: see the module's docstring
 AMORTIZED_CALLS = 10  # the calls a process is assumed to make: a folder of photos, a video, an app session
@@ -122,22 +130,46 @@ def ort_session(model_bytes: bytes) -> onnxruntime.InferenceSession:
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def onnx_runner(model: nn.Module) -> Runner:
-    """``model`` exported (an fp32, contiguous copy) and run by ONNX Runtime on the CPU."""
-    session = ort_session(onnx_bytes(copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)))
+def exportable(model: nn.Module) -> nn.Module:
+    """An fp32, contiguous copy of ``model``: what the exporter is given (a Stylizer's network may be bf16
+    and channels_last, and is shared with its eager runner)."""
+    return copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)
+
+
+def session_runner(session: onnxruntime.InferenceSession) -> Runner:
+    """A runner of an exported network's ONNX Runtime session, on the CPU."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
-            raise ValueError("the ONNX backend runs on the CPU only")
+            raise ValueError("the ONNX backends run on the CPU only")
         return torch.from_numpy(session.run(None, {"x": x.float().contiguous().numpy()})[0])
 
     return run
+
+
+def onnx_runner(model: nn.Module) -> Runner:
+    """``model`` exported and run by ONNX Runtime in fp32."""
+    return session_runner(ort_session(onnx_bytes(exportable(model))))
+
+
+def int8_bytes(model: nn.Module) -> bytes:
+    """``model`` quantized to int8 (``stylenet.quantize``; cached on disk). Imported here, so that onnx and
+    the quantizer load only where int8 is asked for."""
+    from .quantize import int8_onnx_bytes
+
+    return int8_onnx_bytes(model)
+
+
+def int8_runner(model: nn.Module) -> Runner:
+    """``model`` quantized to int8 and run by ONNX Runtime."""
+    return session_runner(ort_session(int8_bytes(model)))
 
 
 MAKERS: dict[str, Callable[[nn.Module], Runner]] = {
     "eager": lambda model: model,
     "compiled": torch.compile,
     "onnx": onnx_runner,
+    "onnx-int8": int8_runner,
 }
 
 
@@ -159,7 +191,8 @@ def machine_key(model: nn.Module, norm: str, dtype: torch.dtype, side: int) -> s
         ort = "none"
     params = sum(p.numel() for p in model.parameters())
     return (f"{cpu_summary()}; {torch.get_num_threads()} threads; torch {torch.__version__}; onnxruntime {ort}; "
-            f"{norm} net, {params} parameters, {str(dtype).removeprefix('torch.')}; {side}²")
+            f"{norm} net, {params} parameters, {str(dtype).removeprefix('torch.')}; "
+            f"candidates {', '.join(AUTO_CANDIDATES)}; {side}²")
 
 
 def cache_file() -> Path:

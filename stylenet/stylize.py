@@ -66,7 +66,7 @@ class Stylizer:
 
     It optimizes its own copy of ``model`` (folding and casting work in place), so the caller's
     model, which may be shared with other requests, is never changed. ``backend`` is "auto", "eager",
-    "compiled" or "onnx" (default: ``$STYLENET_BACKEND``, else "auto"; see ``stylenet.backends``).
+    "compiled", "onnx" or "onnx-int8" (default: ``$STYLENET_BACKEND``, else "auto"; see ``stylenet.backends``).
     """
 
     def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device, optimize: bool = True,

@@ -11,6 +11,8 @@ from stylenet.checkpoint import load_model
 from stylenet.stylize import Stylizer
 from stylenet.temporal import stabilized
 
+from .conftest import make_checkpoint
+
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[test]')")
 
 
@@ -100,6 +102,16 @@ def test_onnx_sessions_run_without_the_memory_arena(checkpoints):
     assert session.get_session_options().enable_cpu_mem_arena is False
 
 
+@pytest.mark.parametrize("norm", ["batch", "instance", "layer"])
+def test_auto_never_measures_int8_which_changes_pixels(tmp_path, cache, trials, instant_onnx, norm):
+    """int8 for one norm and fp32 for the other would make the app's BN-vs-IN comparison unfair."""
+    auto = stylizer(make_checkpoint(tmp_path / f"{norm}.safetensors", norm), "auto")
+    auto.forward(torch.rand(1, 3, 64, 64))
+    assert trials == ["eager", "onnx"]
+    (key,) = json.loads(cache.read_text())
+    assert key == cached_key(auto) and key.endswith("; candidates eager, onnx; 64²")
+
+
 def test_a_new_size_class_reuses_the_onnx_runner(checkpoints, cache, trials, monkeypatch):
     made = []
 
@@ -135,7 +147,7 @@ def test_auto_keeps_eager_unless_another_backend_wins_clearly(checkpoints, cache
     assert [record["backend"] for record in json.loads(cache.read_text()).values()] == [chosen]
 
 
-def test_a_chosen_size_class_never_waits_behind_another_class_measuring(checkpoints, cache, monkeypatch):
+def test_a_chosen_size_class_never_waits_behind_another_class_measuring(checkpoints, cache, monkeypatch, instant_onnx):
     auto = stylizer(checkpoints["batch"], "auto")
     cache.parent.mkdir()
     cache.write_text(json.dumps({cached_key(auto): {"backend": "eager", "why": "measured fastest"}}))
@@ -216,7 +228,7 @@ def test_the_environment_sets_the_default_and_an_argument_overrides_it(checkpoin
     assert stylizer(checkpoints["batch"], "eager").backend.asked == "eager"
     monkeypatch.delenv("STYLENET_BACKEND")
     assert stylizer(checkpoints["batch"], None).backend.asked == "auto"
-    with pytest.raises(ValueError, match="backend must be one of auto, eager, compiled, onnx, not 'fast'"):
+    with pytest.raises(ValueError, match="backend must be one of auto, eager, compiled, onnx, onnx-int8, not 'fast'"):
         stylizer(checkpoints["batch"], "fast")
 
 

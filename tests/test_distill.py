@@ -5,8 +5,8 @@ import torch
 
 from stylenet.checkpoint import load_model, read_metadata
 from stylenet.distill import DistillRecipe, distill
-from stylenet.weights import sha256_file
 from stylenet.runtime import to_tensor
+from stylenet.weights import sha256_file
 from tests.conftest import make_checkpoint, smooth_image
 
 

@@ -58,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--backend", choices=CHOICES, help="what runs the network: auto (the default, or "
-                   "$STYLENET_BACKEND) measures eager and ONNX Runtime once per machine and size, and keeps the faster")
+                   "$STYLENET_BACKEND) measures eager and ONNX Runtime once per machine and size, and keeps the faster; "
+                   "onnx-int8 is faster still on many CPUs but changes pixels a little (docs/stylize.md)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="video: frames per forward pass")
     p.add_argument("--stabilize", choices=("none", *STABILIZERS), default="none",
                    help="video: IN/LN/GN statistics smoothed over time (ema) or frozen at the first frame (reference)")
