@@ -2,7 +2,7 @@
 
 Writes to docs/figures/:
   comparison.md        mean style loss (relative Gram error vs the painting, 4 VGG layers) and
-                       content loss (relative relu2_2 error vs the photo) per style x norm
+                       content loss (relative error vs the photo at the models' content layer) per style x norm
   grid.png             rows = held-out photos, columns = photo, painting, BN, IN, LN, GN
   loss_curves.png      BN vs IN training curves (unweighted style loss, content loss)
   contrast_control.png Huang & Belongie control: BN/IN trained on contrast-normalized photos
@@ -37,11 +37,16 @@ from stylenet.paths import examples_dir, figures_dir
 from stylenet.runtime import to_pil, to_tensor
 from stylenet.stylize import Stylizer
 from stylenet.train import Recipe, style_targets, style_weight
-from stylenet.vgg import VGGFeatures
+from stylenet.vgg import STYLE_LAYERS, VGGFeatures
 from stylenet.weights import WEIGHTS_DIR, load_manifest, styles_in_grid_order
 
 
 @torch.inference_mode()
+def content_layer(entry: dict) -> str:
+    """The content layer a manifest entry's model was trained with (older ones recorded none: relu2_2)."""
+    return Recipe.from_metadata(entry["recipe"]).content_layer
+
+
 def measure(models: list[dict], photos: list[Path], vgg: VGGFeatures) -> dict[tuple[str, str], tuple[float, float]]:
     """(style, norm) -> (mean style loss, mean content loss) over the photos, fp32 throughout; the
     optimization reference is measured with the same ``Objective``."""
@@ -56,7 +61,7 @@ def measure(models: list[dict], photos: list[Path], vgg: VGGFeatures) -> dict[tu
         stylizer = Stylizer.load(WEIGHTS_DIR / entry["file"], device="cpu", precision="fp32")
         s_losses, c_losses = [], []
         for x in tensors:
-            terms = Objective(vgg, x, grams[style]).terms(stylizer.forward(x).clamp(0, 1))
+            terms = Objective(vgg, x, grams[style], content_layer(entry)).terms(stylizer.forward(x).clamp(0, 1))
             s_losses.append(float(terms["style"]))
             c_losses.append(float(terms["content"]))
         results[(style, entry["norm"])] = (sum(s_losses) / len(s_losses), sum(c_losses) / len(c_losses))
@@ -105,16 +110,16 @@ def optimization_reference(models: list[dict], photos: list[Path], vgg: VGGFeatu
     weights, runs = {}, {}
     for style in sorted({m["style"] for m in models}):
         entries = [m for m in models if m["style"] == style]
-        setups = {(LossWeights.from_recipe(e["recipe"]), e["recipe"]["style_size"]) for e in entries}
+        setups = {(LossWeights.from_recipe(e["recipe"]), e["recipe"]["style_size"], content_layer(e)) for e in entries}
         if len(setups) > 1:
             raise SystemExit(f"error: the {style} models were trained with different losses; no single reference")
-        (weights[style], style_size), = setups
+        (weights[style], style_size, layer), = setups
         grams = style_targets(vgg, str(WEIGHTS_DIR / entries[0]["painting"]), style_size, torch.device("cpu"))
         runs[style] = []
         for photo in photos:
             print(f"optimizing {photo.name} towards {style}")
             runs[style].append(optimize(to_tensor(load_rgb(photo)).unsqueeze(0), grams, vgg, weights[style], iters,
-                                        measure_clamped=True))
+                                        measure_clamped=True, content_layer=layer))
     return Reference(photos, iters, weights, runs)
 
 
@@ -328,7 +333,7 @@ def main() -> None:
     all_models = load_manifest()
     models = [m for m in all_models if not m.get("experiment")]
     photos = list_images(args.photos, recursive=False)
-    vgg = VGGFeatures.oxford()
+    vgg = VGGFeatures.oxford(STYLE_LAYERS + tuple({content_layer(m) for m in models}))
     reference = None
     if args.reference_iters:
         reference_photos = [args.photos / name for name in args.reference_photos]

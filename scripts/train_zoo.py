@@ -7,11 +7,13 @@ models of Starry Night see exactly what its BN and IN models saw. Jobs run one a
 the models) continues where each job stopped. Models go to --out (runs/zoo), logs beside them.
 
 ``--ship DIR`` copies DIR's models into weights/ (each norm's best checkpoint on the validation photos
-where there is one, else its last; fp16, with its log) and rebuilds the manifest: what a session commits,
-finished or not, so the next one can resume from weights/ (``--continue-from``) on a fresh machine.
+where there is one, else its last; fp16, with its log up to that checkpoint) and rebuilds the manifest.
+On a machine without ``runs/zoo`` a run cannot resume; ``--continue-from weights`` then warm-starts
+from what was shipped (a new Adam and new crops, not the same run).
 
 With ``--continue-from DIR --steps N`` every job instead warm-starts from DIR's models of the same
-style and norms (``--init``) and trains N more steps with the same recipe, the style weight at full
+style and norms (``--init``) and trains N more steps with CPU_RECIPE and the library's loss (the models
+shipped before the recipe sweep were trained with another: continue only models of this recipe), the style weight at full
 strength from the start, new crops, and half the learning rate ramped in over 100 steps (see
 CONTINUE_RECIPE). ``--promote DIR`` then copies DIR's finished models
 into weights/, each with one log of its whole history (the warm start's rows, then the continuation's
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -118,16 +119,29 @@ def ship(trained: Path, weights: Path) -> None:
     """Copy ``trained``'s models into ``weights`` (the best checkpoint where there is one), each with
     its log, and rebuild the manifest. Every file is checked before anything is copied."""
     models = [m for m in sorted(trained.glob("*.safetensors")) if not is_side_file(m)]
+    if not models:
+        raise SystemExit(f"no finished or stopped model in {trained} (Ctrl-C a run to write its models); nothing shipped")
     chosen = {m: best_path(m) if best_path(m).is_file() else m for m in models}
     for model, source in chosen.items():
         read_metadata(source)  # refuses a file that is not a model
         if not model.with_suffix(".csv").is_file():
             raise SystemExit(f"{model.stem}.csv is missing; nothing shipped")
     for model, source in chosen.items():
-        save_model(*load_model(source), weights / model.name)
-        shutil.copyfile(model.with_suffix(".csv"), weights / f"{model.stem}.csv")
-        print(f"shipped {model.name} (step {read_metadata(source)['steps']}, {'best' if source != model else 'last'})")
+        net, meta = load_model(source)
+        save_model(net, meta, weights / model.name)
+        log_until(model.with_suffix(".csv"), meta["steps"], weights / f"{model.stem}.csv")
+        print(f"shipped {model.name} (step {meta['steps']}, {'best' if source != model else 'last'})")
     build_manifest(weights)
+
+
+def log_until(log: Path, step: int, out: Path) -> None:
+    """``log``'s rows up to ``step``: the history of the checkpoint shipped, not of the run after it."""
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["step"])
+        writer.writeheader()
+        writer.writerows(row for row in rows if int(row["step"]) <= step)
 
 
 def main() -> int:

@@ -85,7 +85,7 @@ def blend_stats(stats: Sequence[tuple[torch.Tensor, torch.Tensor]],
     mean and std, which is what this returns (and what lets tiled decoding use one set of statistics)."""
     if len(stats) != len(weights) or not stats:
         raise ValueError("give one weight per painting, and at least one painting")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
         raise ValueError(f"painting weights must be >= 0 and not all 0, got {list(weights)}")
     total = float(sum(weights))
     mean = sum(w / total * m for w, (m, _) in zip(weights, stats))

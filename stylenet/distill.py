@@ -74,6 +74,10 @@ def student_metadata(teacher_meta: dict[str, Any], recipe: DistillRecipe, step: 
 def distill(recipe: DistillRecipe, out: Path, device: str = "auto") -> dict[str, Any]:
     """Train a student of ``recipe.teacher`` on crops of ``recipe.content``; writes ``out`` (fp16,
     every ``checkpoint_every`` steps and at the end) and its log beside it; returns its metadata."""
+    if Path(out).resolve() == Path(recipe.teacher).resolve():
+        raise ValueError("the student's file would replace its teacher: choose another out")
+    if recipe.steps < 1:
+        raise ValueError(f"steps must be at least 1 (got {recipe.steps})")
     dev = pick_device(device)
     teacher, teacher_meta = load_model(Path(recipe.teacher), dev)
     teacher.eval().requires_grad_(False)

@@ -94,6 +94,9 @@ def standardize_instance_norm_inputs(model: nn.Module, photos: list[torch.Tensor
             hook.remove()
     for layer in layers:
         std, mean = (torch.stack(values).mean(0) for values in zip(*stats[layer]))
+        # a channel whose variance is near IN's eps (1e-5) is left at its scale: IN does not cancel a
+        # rescaling there (and a dead channel's std of 0 would give inf)
+        std = torch.where(std > 0.01, std, torch.ones_like(std))
         layer.conv.weight.div_(std.view(-1, 1, 1, 1))
         layer.conv.bias.sub_(mean).div_(std)
     return model

@@ -44,7 +44,8 @@ def app_folders(root: Path) -> dict[str, Path]:
         smooth_image(i, (96, 80)).save(photos / f"p{i}.jpg")
     models = root / "models"
     models.mkdir()  # with the preset times written, as a restarted server has them: no measurement to wait for
-    (models / estimate.ESTIMATE_FILE).write_text(json.dumps({"seconds": PRESET_SECONDS}))
+    (models / estimate.ESTIMATE_FILE).write_text(json.dumps({"seconds": PRESET_SECONDS,
+                                                             "presets": estimate.measured_presets()}))
     return {"weights": weights, "models": models, "photos": photos}
 
 

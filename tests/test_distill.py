@@ -1,6 +1,7 @@
 """Distillation: a student of a teacher's norm and a smaller width learns the teacher's pictures."""
 import csv
 
+import pytest
 import torch
 
 from stylenet.checkpoint import load_model, read_metadata
@@ -35,3 +36,11 @@ def test_a_student_learns_its_teacher_s_pictures_and_records_where_it_came_from(
         untrained = torch.nn.functional.l1_loss(type(student)("batch", 4).eval()(x), teacher_net(x))
         learned = torch.nn.functional.l1_loss(student.eval()(x), teacher_net(x))
     assert learned < 0.6 * untrained
+
+
+def test_a_student_never_replaces_its_teacher(tmp_path, photo_dir):
+    teacher = make_checkpoint(tmp_path / "stripes_instance.safetensors", "instance", width=8)
+    before = sha256_file(teacher)
+    with pytest.raises(ValueError, match="would replace its teacher"):
+        distill(DistillRecipe(teacher=str(teacher), content=str(photo_dir), steps=2), teacher, device="cpu")
+    assert sha256_file(teacher) == before

@@ -21,7 +21,7 @@ from stylenet.jobs.cli import main
 from stylenet.jobs.job import CANCEL_FILE, JOBS_LOCK, WORKER_LOCK, folder_bytes
 from stylenet.jobs.runner import worker_threads
 from stylenet.jobs.store import PREVIEW_SIDE, job_bytes
-from stylenet.jobs.worker import WORKER_NICE, StopCheck
+from stylenet.jobs.worker import WORKER_NICE, StopCheck, job_recipe
 from stylenet.paths import CHECKOUT as REPO
 from stylenet.train import state_path
 
@@ -92,6 +92,41 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes(store, painting):
     assert done.state == "done", done.message
     assert [e["step"] for e in of_kind(store.events(job.id), "step")][-(40 - stopped_at):] == list(range(stopped_at + 1, 41))
     assert read_metadata(job.model_path("instance"))["steps"] == 40
+
+
+def test_a_job_paused_before_an_upgrade_resumes_with_the_loss_it_started_with(store, painting):
+    """The library's default loss changed (content relu2_2 -> relu4_1, TV 1 -> 10, ...): a job's saved
+    training state, not today's preset, says what a resume must continue."""
+    import torch
+
+    from stylenet.checkpoint import save_train_state
+    from stylenet.transformer import TransformerNet
+
+    job = store.submit(painting, "paused", ["instance"], "quick", TINY)
+    fresh = job_recipe(job)
+    assert (fresh.content_layer, fresh.tv_weight, fresh.steps, fresh.width) == ("relu4_1", 10.0, 3, 8)
+    old = {"style": painting.name, "content": "photos", "style_weight": 3.0, "tv_weight": 1.0, "style_size": 384,
+           "style_warmup": 0, "width": 8, "steps": 3, "image_size": 64}  # written before content_layer existed
+    net = TransformerNet("instance", 8)
+    save_train_state(net, torch.optim.Adam(net.parameters()), torch.Generator(), {"style": painting.stem, "step": 1, "recipe": old},
+                     state_path(job.model_path("instance")))
+    resumed = job_recipe(job)
+    assert (resumed.content_layer, resumed.style_weight, resumed.tv_weight, resumed.style_size,
+            resumed.style_warmup) == ("relu2_2", 3.0, 1.0, 384, 0)
+    assert resumed.style == str(job.painting) and resumed.steps == 3
+
+
+def test_preset_times_of_other_presets_are_measured_again(tmp_path, monkeypatch):
+    """A restart keeps the measured times; an upgrade that changed a preset or the default loss does not."""
+    started = []
+    monkeypatch.setattr(estimate.subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    out = tmp_path / estimate.ESTIMATE_FILE
+    out.write_text(json.dumps({"seconds": {"quick": 60.0}, "presets": estimate.measured_presets()}))
+    estimate.start(tmp_path, tmp_path / "painting.png", ["quick"])
+    assert started == []
+    out.write_text(json.dumps({"seconds": {"quick": 60.0}}))  # from before the presets were recorded
+    estimate.start(tmp_path, tmp_path / "painting.png", ["quick"])
+    assert len(started) == 1
 
 
 def wait_for_event(runner, job_id, kind, timeout=300):

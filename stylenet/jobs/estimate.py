@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -76,11 +77,19 @@ def start(folder: Path, painting: Path, presets: list[str]) -> None:
     """Measure the presets in a background process unless this folder already has the figures (a
     restart of the same server); its log goes beside the file."""
     out = Path(folder) / ESTIMATE_FILE
-    if read(out) is not None:
+    if (found := read(out)) is not None and found.get("presets") == measured_presets():
         return
     with open(out.with_suffix(".log"), "w") as log:
         subprocess.Popen([sys.executable, "-m", "stylenet.jobs.estimate", str(out), str(painting), *presets],
                          stdout=log, stderr=subprocess.STDOUT)
+
+
+def measured_presets() -> dict:
+    """What the times depend on besides the machine: every preset's full recipe (an upgrade that changes a
+    preset or the library's default loss makes the saved times stale, so they are measured again)."""
+    from ..recipe import PRESETS, Recipe
+
+    return {name: asdict(Recipe(style="", content="", **values)) for name, values in PRESETS.items()}
 
 
 def read(path: Path) -> dict | None:
@@ -111,7 +120,8 @@ def main(out: Path, painting: Path, presets: list[str]) -> int:
         pass
     torch.set_num_threads(worker_threads())
     try:
-        found: dict = {"seconds": measure(painting, presets), "threads": torch.get_num_threads()}
+        found: dict = {"seconds": measure(painting, presets), "threads": torch.get_num_threads(),
+                       "presets": measured_presets()}
     except Exception as exc:  # noqa: BLE001 - no VGG weights, no memory: the tab says so in one line
         found = {"error": (str(exc).splitlines() or [type(exc).__name__])[0]}
     with replaced_atomically(out) as tmp:

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -172,9 +173,7 @@ def train_job(job: Job, stop: StopCheck) -> int:
     continues from the states its cancel or interruption left. ``Stopped`` when a stop came while
     the trainer was not between steps (``StopCheck.interrupt``).
     """
-    steps = job.settings["steps"]
-    recipe = Recipe(style=str(job.painting), content=job.photos,
-                    **{**PRESETS[job.preset], **job.settings, "checkpoint_every": max(1, min(100, steps // 10))})
+    recipe = job_recipe(job)
     hook = register_module_forward_pre_hook(stop.interrupt)
     try:
         written = train(recipe, job.norms, job.folder / "{norm}.safetensors", resume=True,
@@ -182,6 +181,20 @@ def train_job(job: Job, stop: StopCheck) -> int:
     finally:
         hook.remove()
     return min(meta["steps"] for meta in written.values())
+
+
+def job_recipe(job: Job) -> Recipe:
+    """Today's preset and the job's settings for a fresh job; for one with a training state, the loss
+    that state was trained with: the library's defaults may have changed since (an upgrade), and a
+    paused job must stay resumable."""
+    base: dict[str, Any] = dict(PRESETS[job.preset])
+    states = [state_path(job.model_path(norm)) for norm in job.norms if state_path(job.model_path(norm)).is_file()]
+    if states:
+        saved = asdict(Recipe.from_metadata(read_metadata(states[0])["recipe"]))
+        base = {k: v for k, v in saved.items() if k not in ("style", "content", "style_sha256")}
+    steps = job.settings["steps"]
+    return Recipe(style=str(job.painting), content=job.photos,
+                  **{**base, **job.settings, "checkpoint_every": max(1, min(100, steps // 10))})
 
 
 def checkpoint_step(job: Job) -> int:
