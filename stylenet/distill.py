@@ -58,14 +58,13 @@ def distillation_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, vgg:
     return {"pixel": pixel, "perceptual": perceptual, "total": pixel + recipe.perceptual_weight * perceptual}
 
 
-def student_metadata(teacher_meta: dict[str, Any], recipe: DistillRecipe, step: int, photos: int,
-                     losses: dict[str, float]) -> dict[str, Any]:
+def student_provenance(teacher_meta: dict[str, Any], recipe: DistillRecipe, photos: int) -> dict[str, Any]:
     """The teacher's painting and provenance, its recipe as the one that made the pictures, and how
-    the student learned them (file names and hashes only, never this machine's paths)."""
+    the student learned them (file names and hashes only, never this machine's paths); computed once
+    per run, the teacher's hash included."""
     kept = {k: teacher_meta[k] for k in ("style", "style_sha256", "painting", "training_set", "recipe")
             if k in teacher_meta}
-    return kept | {"steps": step, "final_losses": losses,
-                   "distill": asdict(recipe) | {"teacher": Path(recipe.teacher).name,
+    return kept | {"distill": asdict(recipe) | {"teacher": Path(recipe.teacher).name,
                                                 "teacher_sha256": sha256_file(Path(recipe.teacher)),
                                                 "teacher_width": teacher_meta["width"],
                                                 "content": Path(recipe.content).name, "photos": photos}}
@@ -88,9 +87,10 @@ def distill(recipe: DistillRecipe, out: Path, device: str = "auto") -> dict[str,
     optimizer = torch.optim.Adam(student.parameters(), lr=recipe.lr)
     photos = ContentPhotos.scan(Path(recipe.content), recipe.image_size)
     generator = torch.Generator().manual_seed(recipe.seed)
+    provenance = student_provenance(teacher_meta, recipe, len(photos.images))
     log = Path(out).with_suffix(".csv")
     log.write_text(",".join(LOG_COLUMNS) + "\n")
-    started, losses = time.perf_counter(), {}
+    started, meta = time.perf_counter(), {}
     for step in range(1, recipe.steps + 1):
         x = photos.batch(recipe.batch_size, recipe.image_size, generator).to(dev)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -107,5 +107,6 @@ def distill(recipe: DistillRecipe, out: Path, device: str = "auto") -> dict[str,
                 csv.writer(f).writerow([step, losses["pixel"], losses["perceptual"], losses["total"],
                                         round(step * recipe.batch_size / seconds, 3), round(seconds, 1)])
         if step % recipe.checkpoint_every == 0 or step == recipe.steps:
-            save_model(student, student_metadata(teacher_meta, recipe, step, len(photos.images), losses), Path(out))
-    return student_metadata(teacher_meta, recipe, recipe.steps, len(photos.images), losses)
+            meta = provenance | {"steps": step, "final_losses": losses}
+            save_model(student, meta, Path(out))
+    return meta
