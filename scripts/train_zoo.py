@@ -12,7 +12,8 @@ On a machine without ``runs/zoo`` a run cannot resume; ``--continue-from weights
 from what was shipped (a new Adam and new crops, not the same run).
 
 With ``--continue-from DIR --steps N`` every job instead warm-starts from DIR's models of the same
-style and norms (``--init``) and trains N more steps with CPU_RECIPE and the library's loss (the models
+style and norms (``--init``; a job without a model for each of its norms there is skipped, with a line)
+and trains N more steps with CPU_RECIPE and the library's loss (the models
 shipped before the recipe sweep were trained with another: continue only models of this recipe), the style weight at full
 strength from the start, new crops, and half the learning rate ramped in over 100 steps (see
 CONTINUE_RECIPE). ``--promote DIR`` then copies DIR's finished models
@@ -65,7 +66,11 @@ def run(job: tuple[str, list[str], int, list[str]], data: Path, out_dir: Path, d
     style, norms, steps, extra = job
     tag = "_contrastnorm" if extra else ""
     if init_dir is not None:
-        extra = [*extra, *CONTINUE_RECIPE, "--init", *(str(init_dir / f"{style}_{n}{tag}.safetensors") for n in norms)]
+        inits = [init_dir / f"{style}_{n}{tag}.safetensors" for n in norms]
+        if not all(path.is_file() for path in inits):  # e.g. weights/in_progress holds the jobs begun so far
+            print(f"{style}{tag} ({', '.join(norms)}): skipped, no warm start for every norm in {init_dir}", flush=True)
+            return 0
+        extra = [*extra, *CONTINUE_RECIPE, "--init", *map(str, inits)]
     out = out_dir / f"{style}_{{norm}}{tag}.safetensors"  # the trainer fills in {norm}
     cmd = [sys.executable, "-m", "stylenet", "train", "--style", str(data / "styles" / f"{style}.jpg"),
            "--content", str(data / "train"), "--norm", *norms, "--out", str(out), "--steps", str(steps),

@@ -25,7 +25,7 @@ from torch import nn
 
 from . import paths
 from .checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, read_raw_metadata
-from .images import limit_size
+from .images import ImageError, limit_size
 from .runtime import pick_device, to_pil, to_tensor
 from .stylize import TILE_ABOVE_PIXELS, check_strength, keep_colors, restyle
 from .tiling import Tile
@@ -48,6 +48,8 @@ TILE = 512  # pixels per tile core above TILE_ABOVE_PIXELS
 # way, a decoder pixel 38 px (2 + 2x2 + 4x4 + 8, plus nearest-upsampling rounding). Measured on a
 # 136x200 image in 64 px cores: margin 8 is 61% off, 32 px 3e-6, 64 px exact.
 MARGIN = 64
+# The smallest photo side: the decoder's reflection padding needs relu4_1 features at least 2 cells wide.
+MIN_PHOTO_SIDE = 2 * DOWNSCALE
 STYLE_SCALES = (64, 2048)  # allowed long sides of a painting at encoding
 STYLE_SCALE = 512  # the default: the painting's long side at encoding
 DECODER_FILE = "adain_decoder.safetensors"  # the shipped decoder, in the weights folder beside the manifest
@@ -319,6 +321,9 @@ class AdaINStylizer:
         """The photo with the target ``stats`` (mean, std) swapped into its relu4_1 features, decoded at
         the photo's size: ``stylize`` with the statistics given rather than read from a painting."""
         check_strength(alpha)
+        if min(photo.size) < MIN_PHOTO_SIDE:
+            raise ImageError(f"the photo is {photo.width}x{photo.height} px: too small to paint (at least "
+                             f"{MIN_PHOTO_SIDE} px on each side)")
         photo = photo.convert("RGB")
         feat = self.encode(to_cells(to_tensor(photo).unsqueeze(0)))
         target = alpha * adain_with_stats(feat, *stats) + (1 - alpha) * feat

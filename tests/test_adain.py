@@ -22,6 +22,7 @@ from stylenet.adain import (
 )
 from stylenet.adain_train import Recipe, train
 from stylenet.checkpoint import CheckpointError
+from stylenet.images import ImageError
 from stylenet.runtime import to_tensor
 from stylenet.stylize import keep_colors
 
@@ -118,6 +119,13 @@ def test_stylize_keeps_size_colours_and_interpolates(stylizer):
     kept = stylizer.stylize(photo, a, style_scale=64, preserve_color=True)
     assert kept.tobytes() == keep_colors(photo, stylizer.stylize(photo, a, style_scale=64)).tobytes()
     assert kept.tobytes() != stylizer.stylize(photo, a, style_scale=64).tobytes()
+
+
+def test_a_photo_too_small_for_the_decoder_is_refused_in_one_line(stylizer):
+    painting = smooth_image(4)
+    assert stylizer.stylize(Image.new("RGB", (16, 40)), painting, style_scale=64).size == (16, 40)
+    with pytest.raises(ImageError, match=r"^the photo is 15x40 px: too small to paint \(at least 16 px"):
+        stylizer.stylize(Image.new("RGB", (15, 40)), painting, style_scale=64)
 
 
 def test_tiled_inference_matches_the_whole_image(stylizer, monkeypatch):

@@ -136,3 +136,21 @@ def test_manifest_entries_are_checked_one_by_one_and_stay_inside_the_weights_fol
     assert err.count("skipped") == 5 and err.count("is outside the weights folder") == 2
     with pytest.raises(ValueError, match="outside the weights folder"):
         resolve("up/instance", weights)
+
+
+def test_a_warm_start_skips_the_jobs_whose_models_are_not_all_in_its_folder(tmp_path, capsys, monkeypatch):
+    from scripts import train_zoo
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(train_zoo.subprocess, "call", lambda cmd, **_: calls.append(cmd) or 0)
+    init = tmp_path / "in_progress"
+    init.mkdir()
+    (init / "starry_night_instance.safetensors").write_bytes(b"model")
+    job = ("starry_night", ["instance", "batch"], 10, [])
+    assert train_zoo.run(job, tmp_path / "data", tmp_path, "cpu", init, 1) == 0
+    assert calls == [] and "starry_night (instance, batch): skipped, no warm start for every norm" in capsys.readouterr().out
+    (init / "starry_night_batch.safetensors").write_bytes(b"model")
+    assert train_zoo.run(job, tmp_path / "data", tmp_path, "cpu", init, 1) == 0
+    [cmd] = calls
+    assert cmd[cmd.index("--init") + 1:] == [str(init / "starry_night_instance.safetensors"),
+                                              str(init / "starry_night_batch.safetensors")]
