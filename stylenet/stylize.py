@@ -25,7 +25,7 @@ from .images import limit_size
 from .runtime import pick_device, pick_dtype, to_pil, to_tensor
 from .tiling import run_tiled
 from .transformer import ConvLayer
-from .weights import WEIGHTS_DIR, resolve
+from .weights import FAST, WEIGHTS_DIR, resolve
 
 TILE_ABOVE_PIXELS = 1536 * 1536  # larger inputs run tiled, keeping peak memory bounded
 
@@ -101,8 +101,14 @@ class Stylizer:
         self.backend = Backend(model, "eager", self.meta["norm"], self.device)
 
     @property
+    def variant(self) -> str:
+        """``"fast"`` for a slim student of a trained model (its metadata says how it was distilled), else ``"full"``."""
+        return FAST if "distill" in self.meta else "full"
+
+    @property
     def name(self) -> str:
-        return f"{self.meta['style']}/{self.meta['norm']}"
+        """The manifest name: ``style/norm``, or ``style/norm/fast`` for a slim student."""
+        return f"{self.meta['style']}/{self.meta['norm']}" + (f"/{FAST}" if self.variant == FAST else "")
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,12 +12,18 @@ from .paths import weights_dir
 WEIGHTS_DIR = weights_dir()  # read once, at import: $STYLENET_WEIGHTS, else the shipped folder
 
 
-def load_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
-    """The manifest's model entries, those that are JSON objects (empty when no manifest exists yet)."""
+FAST = "fast"  # the variant name of a slim distilled model: ``style/norm/fast``, ``<style>_<norm>_fast.safetensors``
+
+
+def load_manifest(weights_dir: Path = WEIGHTS_DIR, variant: str = "full") -> list[dict[str, Any]]:
+    """The manifest's model entries, those that are JSON objects (empty when no manifest exists yet).
+    ``variant="fast"``: the slim students instead (``stylenet.distill``), listed apart under ``fast``
+    so that every reader of ``models`` (report, evaluation, flicker) sees one model per style and norm."""
     path = Path(weights_dir) / "manifest.json"
     if not path.is_file():
         return []
-    return [entry for entry in json.loads(path.read_text())["models"] if isinstance(entry, dict)]
+    key = {"full": "models", FAST: FAST}[variant]
+    return [entry for entry in json.loads(path.read_text()).get(key, []) if isinstance(entry, dict)]
 
 
 def styles_in_grid_order(entries: list[dict[str, Any]]) -> list[str]:
@@ -43,11 +49,13 @@ def in_weights(weights_dir: Path, name: object) -> Path:
 
 
 def resolve(ref: str | Path, weights_dir: Path = WEIGHTS_DIR) -> Path:
-    """A checkpoint path from a path or a ``style/norm`` manifest name; ValueError if neither."""
+    """A checkpoint path from a path or a manifest name, ``style/norm`` (the full model) or
+    ``style/norm/fast`` (its slim student); ValueError if neither."""
     if Path(ref).is_file():
         return Path(ref)
     shipped = {f"{e.get('style')}/{e.get('norm')}": e.get("file") for e in load_manifest(weights_dir)
                if not e.get("experiment")}
+    shipped |= {f"{e.get('style')}/{e.get('norm')}/{FAST}": e.get("file") for e in load_manifest(weights_dir, FAST)}
     if str(ref) in shipped:
         return in_weights(weights_dir, shipped[str(ref)])
     names = ", ".join(shipped) or "none shipped"
@@ -71,7 +79,9 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
     Paintings are looked up in ``styles/`` with titles from ``styles/SOURCES.csv``; models trained
     on contrast-normalized photos are marked as experiments (the app does not offer them). The AdaIN
     decoder (``adain.DECODER_FILE``), one network for every painting, is described apart, under
-    ``adain_decoder``: ``models`` lists per-style models only, which is what every reader expects.
+    ``adain_decoder``, and so are the slim students of ``stylenet.distill`` (their metadata holds
+    ``distill``), under ``fast``: ``models`` lists one full model per style and norm, which is what every
+    reader expects.
     """
     import csv
 
@@ -84,11 +94,14 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
     if sources.is_file():
         with open(sources, newline="") as f:
             titles = {Path(row["file"]).stem: row["painting"] for row in csv.DictReader(f)}
-    models = []
+    models, fast = [], []
     for path in sorted(weights_dir.glob("*.safetensors")):
         if is_side_file(path) or path.name == DECODER_FILE:
             continue
         meta = read_metadata(path)
+        if "distill" in meta:  # a slim student: described by its teacher and how it learned
+            fast.append(fast_entry(path, meta))
+            continue
         recipe = meta.get("recipe", {})
         absolute = [f"{k}={v}" for k, v in recipe.items() if isinstance(v, str) and Path(v).is_absolute()]
         if absolute:
@@ -108,6 +121,8 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
             entry["experiment"] = "contrast_normalize"
         models.append(entry)
     manifest: dict[str, Any] = {"models": models}
+    if fast:
+        manifest[FAST] = fast
     decoder = weights_dir / DECODER_FILE
     if decoder.is_file():
         meta = read_adain_metadata(decoder)
@@ -117,3 +132,17 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
                                      "bytes": decoder.stat().st_size}
     (weights_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return models
+
+
+def fast_entry(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's entry for a slim student: its style, norm and width, its teacher (file name and
+    sha256) and how long it learned; its ``recipe`` stays in the file (the teacher's, which made the
+    pictures it learned)."""
+    distill = meta["distill"]
+    entry = {"style": meta["style"], "norm": meta["norm"], "variant": FAST, "file": path.name, "width": meta["width"],
+             "steps": meta.get("steps"), "teacher": distill["teacher"], "teacher_sha256": distill["teacher_sha256"],
+             "teacher_width": distill["teacher_width"], "final_losses": meta.get("final_losses"),
+             "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    if path.with_suffix(".csv").is_file():
+        entry["log"] = path.with_suffix(".csv").name
+    return entry

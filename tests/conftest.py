@@ -64,6 +64,20 @@ def make_checkpoint(path: Path, norm: str, style: str = "stripes", width: int = 
     return path
 
 
+def make_student(teacher: Path, width: int = 4) -> Path:
+    """An untrained slim student of ``teacher`` with the metadata distillation writes, saved beside it
+    as ``<teacher>_fast.safetensors`` (what ships as ``style/norm/fast``)."""
+    from stylenet.checkpoint import read_metadata, save_model
+    from stylenet.distill import DistillRecipe, student_provenance
+    from stylenet.transformer import TransformerNet
+
+    meta = read_metadata(teacher)
+    recipe = DistillRecipe(teacher=str(teacher), content="train", width=width, steps=3)
+    path = teacher.with_name(f"{teacher.stem}_fast.safetensors")
+    save_model(TransformerNet(meta["norm"], width), student_provenance(meta, recipe, 4) | {"steps": 3}, path)
+    return path
+
+
 @pytest.fixture
 def checkpoints(tmp_path: Path) -> dict[str, Path]:
     return {norm: make_checkpoint(tmp_path / f"stripes_{norm}.safetensors", norm) for norm in ("batch", "instance")}

@@ -22,7 +22,7 @@ from stylenet.jobs import JobStore, estimate
 from stylenet.weights import build_manifest, load_manifest
 
 from . import helpers
-from .conftest import ROOT, make_checkpoint, smooth_image
+from .conftest import ROOT, make_checkpoint, make_student, smooth_image
 
 # The README's screenshot:
 # STYLENET_SCREENSHOT=docs/figures/app_screenshot.png STYLENET_TEST_WEIGHTS=weights pytest -k browser
@@ -115,6 +115,33 @@ def test_the_app_builds_and_compares_without_a_server(tmp_path, photo):
         with pytest.raises(gr.Error):
             compare(styles, ResultFiles(), str(photo), "starry_night", **bad)
     assert [side_limit(v) for v in (10, 800.7, 5000)] == [64, 800, 1024]
+
+
+def test_compare_runs_the_slim_students_where_shipped_and_says_which_ran_full(tmp_path, photo):
+    import gradio as gr
+
+    from stylenet.app.compare import compare
+    from stylenet.app.styles import load_styles
+    from stylenet.app.uploads import ResultFiles
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    make_tiny_weights(weights)
+    make_student(weights / "starry_night_instance.safetensors")
+    build_manifest(weights)
+    assert len(load_manifest(weights)) == 5 and [e["file"] for e in load_manifest(weights, "fast")] == [
+        "starry_night_instance_fast.safetensors"]
+    styles = load_styles(weights)
+    assert styles["starry_night"].fast["instance"].meta["width"] == 4 and not styles["great_wave"].fast
+    pair, gallery, note, kept = compare(styles, ResultFiles(), str(photo), "starry_night", variant="fast")
+    assert [caption.split(" —")[0] for _, caption in gallery] == ["BN", "IN (fast)", "LN"]
+    assert [Path(p).name for p, _ in gallery] == ["photo_starry_night_batch.png", "photo_starry_night_instance_fast.png",
+                                                 "photo_starry_night_layer.png"]
+    assert note.endswith(" · fast: the slim students of IN; BN, LN: full models (no fast one shipped)")
+    full = compare(styles, ResultFiles(), str(photo), "starry_night")[3]
+    assert Image.open(pair[1]).tobytes() != Image.open(dict((n, p) for n, p, _ in full["results"])["instance"]).tobytes()
+    with pytest.raises(gr.Error, match="model size must be one of: full, fast"):
+        compare(styles, ResultFiles(), str(photo), "starry_night", variant="tiny")
 
 
 def test_a_photo_too_small_to_stylize_is_refused_in_one_line(tmp_path):

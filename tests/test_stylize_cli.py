@@ -5,7 +5,7 @@ import sys
 import pytest
 from PIL import Image, ImageChops
 
-from .conftest import ROOT, smooth_image
+from .conftest import ROOT, make_student, smooth_image
 
 
 def run(*args):
@@ -44,6 +44,15 @@ def test_folder_with_failures_then_skip_existing(tmp_path, checkpoints):
     again = run(*args, "--skip-existing")
     assert again.returncode == 0, again.stderr
     assert "done: 0 written, 6 skipped (existing), 0 failed" in again.stdout
+
+
+def test_a_slim_student_s_outputs_are_named_apart_from_its_teacher_s(tmp_path, checkpoints):
+    photo = tmp_path / "p.jpg"
+    smooth_image(4).save(photo)
+    result = run(photo, "--weights", checkpoints["instance"], "--weights", make_student(checkpoints["instance"]),
+                 "--out", tmp_path / "out", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p_stripes_instance.png", "p_stripes_instance_fast.png"]
 
 
 def test_usage_errors_exit_2(tmp_path, checkpoints):

@@ -13,6 +13,29 @@ def save(path: Path, recipe: dict) -> None:
     save_model(TransformerNet("instance", 4), {"style": "stripes", "steps": 1, "recipe": recipe}, path)
 
 
+def test_a_slim_student_is_listed_apart_and_named_style_norm_fast(tmp_path):
+    from stylenet.stylize import Stylizer
+
+    from .conftest import make_checkpoint, make_student
+
+    teacher = make_checkpoint(tmp_path / "stripes_instance.safetensors", "instance")
+    student = make_student(teacher)
+    student.with_suffix(".csv").write_text("step,pixel\n3,0.1\n")
+    models = build_manifest(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [m["file"] for m in models] == [m["file"] for m in manifest["models"]] == [teacher.name]
+    [fast] = manifest["fast"]
+    assert fast | {"sha256": "", "bytes": 0} == {
+        "style": "stripes", "norm": "instance", "variant": "fast", "file": student.name, "width": 4, "steps": 3,
+        "teacher": teacher.name, "teacher_sha256": sha256_file(teacher), "teacher_width": 8, "final_losses": None,
+        "sha256": "", "bytes": 0, "log": "stripes_instance_fast.csv"}
+    assert resolve("stripes/instance/fast", tmp_path) == student and resolve("stripes/instance", tmp_path) == teacher
+    assert Stylizer.load("stripes/instance/fast", "cpu", tmp_path).name == "stripes/instance/fast"
+    assert Stylizer.load("stripes/instance", "cpu", tmp_path).variant == "full"
+    with pytest.raises(ValueError, match=r"stripes/batch/fast: neither .* \(stripes/instance, stripes/instance/fast\)"):
+        resolve("stripes/batch/fast", tmp_path)
+
+
 def test_manifest_refuses_absolute_paths(tmp_path):
     save(tmp_path / "stripes_instance.safetensors", {"style": "/home/me/stripes.png", "content": "train"})
     with pytest.raises(ValueError, match="absolute paths.*style=/home/me/stripes.png"):

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..norms import norm_label
 from ..stylize import check_strength, restyle
+from ..weights import FAST
 from .errors import user_error
 from .queueing import LIGHT
 from .sessions import LOCAL, Sessions
@@ -32,6 +33,7 @@ from .uploads import (
 MAX_SIDE = 1024  # resolution cap for the UI: bounds memory and latency per request
 MIN_SIDE = 64
 DEFAULT_SIDE = 768
+VARIANTS = ("full", FAST)  # the model sizes offered: the trained models, or their slim distilled students
 LOOK_FOR = (
     "**What to look for:** drag the handle across the picture — left of it is **Batch Norm**, right of it "
     "**Instance Norm**, the same network trained the same way; only the normalization layer differs. "
@@ -81,16 +83,21 @@ def painting(registry: StyleRegistry, files: ResultFiles, name: str, owner: str)
 
 
 def stylize_all(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str,
-                max_side: Any = DEFAULT_SIDE, owner: str | Path = LOCAL) -> dict[str, Any]:
+                max_side: Any = DEFAULT_SIDE, owner: str | Path = LOCAL, variant: str = "full") -> dict[str, Any]:
     """Every norm's model for ``style`` on the photo at full strength: the photo as used and each result
-    saved in ``owner``'s area (or a kept folder), named in a dict ``finish`` remixes."""
+    saved in ``owner``'s area (or a kept folder), named in a dict ``finish`` remixes. ``variant="fast"``
+    runs each norm's slim student where one is shipped (``fast`` lists those norms), else its full model."""
     found = find_style(styles, style)
+    if variant not in VARIANTS:
+        raise user_error(f"The model size must be one of: {', '.join(VARIANTS)}.")
     img = read_upload(photo, side_limit(max_side))
-    results = {norm: stylizer.timed(img) for norm, stylizer in found.models.items()}
+    models = found.variant(variant)
+    results = {norm: stylizer.timed(img) for norm, stylizer in models.items()}
     saved = files.gallery([(img, "photo"), *((out, norm) for norm, (out, _) in results.items())], owner,
                           ["photo", *results])
     return {"photo": saved[0][0], "name": photo_name(photo), "style": style, "title": title_of(found, style),
-            "results": [(norm, path, seconds) for (norm, (_, seconds)), (path, _) in zip(results.items(), saved[1:])]}
+            "results": [(norm, path, seconds) for (norm, (_, seconds)), (path, _) in zip(results.items(), saved[1:])],
+            "fast": [norm for norm, model in models.items() if model.variant == FAST]}
 
 
 def photo_name(photo: str | None) -> str:
@@ -111,23 +118,30 @@ def finish(files: ResultFiles, kept: dict[str, Any], strength: Any = 1.0, preser
     except (OSError, KeyError, TypeError, ValueError):
         raise user_error("These results are no longer kept: press the Stylize button again.") from None
     settings = ("" if strength == 1 else f"_strength{round(strength * 100)}") + ("_photo_colours" if preserve_color else "")
-    gallery = files.gallery([(restyle(photo, out, strength, bool(preserve_color)), f"{norm_label(norm)} — {seconds:.2f} s")
-                             for norm, out, seconds in styled], owner,
-                            [f"{kept['name']}_{kept['style']}_{norm}{settings}" for norm, _, _ in styled])
+    fast = set(kept.get("fast", ()))
+    tag = {norm: (f"_{FAST}", " (fast)") if norm in fast else ("", "") for norm, _, _ in styled}
+    gallery = files.gallery([(restyle(photo, out, strength, bool(preserve_color)),
+                              f"{norm_label(norm)}{tag[norm][1]} — {seconds:.2f} s") for norm, out, seconds in styled],
+                            owner, [f"{kept['name']}_{kept['style']}_{norm}{tag[norm][0]}{settings}" for norm, _, _ in styled])
     by_norm = {norm: path for (norm, _, _), (path, _) in zip(styled, gallery)}
     pair = (by_norm.get("batch", kept["photo"]), by_norm.get("instance", kept["photo"]))
     note = (f"{photo.width}x{photo.height} px, {len(styled)} models · {kept['title']} · shown at its own size, "
             "scaled down only where the box is smaller, never enlarged")
+    if fast:
+        full = [norm_label(norm) for norm, _, _ in styled if norm not in fast]
+        note += (f" · fast: the slim students of {', '.join(norm_label(n) for n, _, _ in styled if n in fast)}"
+                 + (f"; {', '.join(full)}: full models (no fast one shipped)" if full else ""))
     return pair, gallery, note
 
 
 def compare(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str, strength: Any = 1.0,
             preserve_color: bool = False, max_side: Any = DEFAULT_SIDE,
-            owner: str = LOCAL) -> tuple[tuple, list, str, dict[str, Any]]:
-    """Run every norm's model for ``style`` on the photo: (BN, IN) for the slider, all for the row, a note,
-    and the full-strength results that later strength and colour changes remix."""
+            owner: str = LOCAL, variant: str = "full") -> tuple[tuple, list, str, dict[str, Any]]:
+    """Run every norm's model for ``style`` on the photo (``variant``: see ``stylize_all``): (BN, IN) for
+    the slider, all for the row, a note, and the full-strength results that later strength and colour
+    changes remix."""
     strength_value(strength)  # refused before any work
-    kept = stylize_all(styles, files, photo, style, max_side, owner)
+    kept = stylize_all(styles, files, photo, style, max_side, owner, variant)
     return (*finish(files, kept, strength, preserve_color, owner), kept)
 
 
@@ -156,6 +170,8 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
             strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (0 = photo, 1 = full style)")
             keep = gr.Checkbox(label="Preserve the photo's colours")
             side = gr.Slider(128, MAX_SIDE, value=DEFAULT_SIDE, step=32, label="Resolution cap (longest side, px)")
+            size = gr.Radio([("Full", "full"), ("Fast: slim distilled models", FAST)], value="full", label="Model size",
+                            visible=any(s.fast for s in styles.values()), elem_id="compare-size")
             run = gr.Button("Stylize with BN and IN", variant="primary", elem_id="compare-btn")
         with gr.Column(scale=2, min_width=300, elem_id="compare-results"):
             gr.Markdown(LOOK_FOR, elem_id="look-for")
@@ -172,10 +188,10 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
         return painting(registry, files, name, owner)
 
     def run_compare(photo: str | None, style: str, strength: float = 1.0, preserve_color: bool = False,
-                    max_side: int = DEFAULT_SIDE, request: gr.Request = None):
+                    max_side: int = DEFAULT_SIDE, variant: str = "full", request: gr.Request = None):
         """Run every norm's model for ``style`` on the photo; BN | IN for the slider, all for the row."""
         owner = sessions.owner(request)
-        return compare(registry.view(owner), files, photo, style, strength, preserve_color, max_side, owner)
+        return compare(registry.view(owner), files, photo, style, strength, preserve_color, max_side, owner, variant)
 
     def remix(kept: dict[str, Any] | None, strength: float, preserve_color: bool, request: gr.Request = None):
         """The shown results at another strength or colour setting, without running a model."""
@@ -185,7 +201,7 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
 
     style.change(show_painting, style, thumb, api_name=False, **LIGHT)
     # a refused photo leaves no earlier result, or its caption, under the error
-    run.click(run_compare, [photo, style, strength, keep, side], [slider, row, note, kept], api_name="compare",
+    run.click(run_compare, [photo, style, strength, keep, side, size], [slider, row, note, kept], api_name="compare",
               js=show_results("#compare-results"), **heavy).failure(lambda: (None, [], "", None), None, [slider, row, note, kept],
                                                 api_name=False, show_progress="hidden", **LIGHT)
     gr.on([demo.load, strength.release, keep.input], remix, [kept, strength, keep], [slider, row, note],

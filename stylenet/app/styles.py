@@ -12,7 +12,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -23,7 +23,7 @@ from ..checkpoint import load_model
 from ..jobs import Job, JobStore, UserStyle
 from ..norms import NORM_KINDS
 from ..stylize import Stylizer
-from ..weights import in_weights, load_manifest
+from ..weights import FAST, in_weights, load_manifest
 from .errors import user_error
 from .queueing import LIGHT
 from .sessions import Sessions
@@ -47,11 +47,17 @@ class Style:
     painting: Path | None
     models: dict[str, Stylizer]
     raw: dict[str, torch.nn.Module]
+    fast: dict[str, Stylizer] = field(default_factory=dict)  # norm -> its slim student, where one is shipped
 
     def add(self, norm: str, path: Path) -> None:
         raw, meta = load_model(path)
         self.models[norm] = Stylizer(raw, meta, torch.device("cpu"))
         self.raw[norm] = raw
+
+    def variant(self, name: str) -> dict[str, Stylizer]:
+        """norm -> the model to run for ``name``: "full", or "fast" (each norm's slim student where there
+        is one, else its full model)."""
+        return self.models if name != FAST else {norm: self.fast.get(norm, full) for norm, full in self.models.items()}
 
 
 def load_styles(weights_dir: Path) -> dict[str, Style]:
@@ -76,6 +82,12 @@ def load_styles(weights_dir: Path) -> dict[str, Style]:
                   file=sys.stderr, flush=True)
             continue
         styles[name] = style
+    for entry in load_manifest(weights_dir, FAST):  # the slim students of the styles loaded above
+        try:
+            raw, meta = load_model(in_weights(weights_dir, entry["file"]))
+            styles[entry["style"]].fast[entry["norm"]] = Stylizer(raw, meta, torch.device("cpu"))
+        except Exception as exc:  # noqa: BLE001 - as above: one bad entry is skipped
+            print(f"stylenet app: fast model {entry.get('file')!r} skipped: {one_line(exc)}", file=sys.stderr, flush=True)
     return styles
 
 
