@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,10 +106,26 @@ def batch_statistics(mean: torch.Tensor, std: torch.Tensor, eps: float = EPS) ->
     return pooled_mean.expand_as(mean), (pooled_var.clamp_min(0) + eps).sqrt().expand_as(std)
 
 
+@dataclass(frozen=True)
+class PaintingTargets:
+    """What ``instance_vs_batch_statistics`` reads of its paintings: each one's AdaIN target (relu4_1 mean
+    and std at ``style_scale``) and its Grams for the evaluator. The app's paintings are the same on every
+    request, so it computes these once (``PaintingTargets.of``), not once per photo."""
+
+    stats: list[tuple[torch.Tensor, torch.Tensor]]
+    grams: list[dict[str, torch.Tensor]]
+
+    @classmethod
+    @torch.inference_mode()
+    def of(cls, stylizer: AdaINStylizer, evaluator: Evaluator, paintings: Sequence[Image.Image],
+           style_scale: int) -> PaintingTargets:
+        return cls([stylizer.painting_stats(p, style_scale) for p in paintings],
+                   [evaluator.painting_grams(p) for p in paintings])
+
+
 @torch.inference_mode()
 def instance_vs_batch_statistics(stylizer: AdaINStylizer, evaluator: Evaluator, photo: Image.Image,
-                                 paintings: Sequence[Image.Image],
-                                 style_scale: int) -> tuple[list[Image.Image], Image.Image, float, float]:
+                                 paintings: PaintingTargets) -> tuple[list[Image.Image], Image.Image, float, float]:
     """AdaIN's swap done with instance and with batch statistics: the photo painted with each painting's
     own statistics, and with the one set a Batch Norm layer holds for the batch of all the paintings. The
     photo is normalized by its own statistics either way: only where the target comes from differs.
@@ -116,13 +133,13 @@ def instance_vs_batch_statistics(stylizer: AdaINStylizer, evaluator: Evaluator, 
     Returns each painting's result, the batch's one result (one target for every painting, so one
     picture) and the mean style distance (``stylenet.evaluate``) of each kind to its own painting: one
     set shared by all cannot carry each painting's style, so the batch's should be the farther."""
-    stats = [stylizer.painting_stats(painting, style_scale) for painting in paintings]
+    stats, grams = paintings.stats, paintings.grams
     mean, std = batch_statistics(torch.cat([m for m, _ in stats]), torch.cat([s for _, s in stats]))
     own = [stylizer.paint(photo, target) for target in stats]
     shared = stylizer.paint(photo, (mean[:1], std[:1]))
-    content, grams = evaluator.photo_content(photo), [evaluator.painting_grams(p) for p in paintings]
-    own_distance = sum(evaluator.score(out, content, g).style for out, g in zip(own, grams)) / len(paintings)
-    batch_distance = sum(evaluator.score(shared, content, g).style for g in grams) / len(paintings)
+    content = evaluator.photo_content(photo)
+    own_distance = sum(evaluator.score(out, content, g).style for out, g in zip(own, grams)) / len(grams)
+    batch_distance = sum(evaluator.score(shared, content, g).style for g in grams) / len(grams)
     return own, shared, own_distance, batch_distance
 
 

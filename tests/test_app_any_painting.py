@@ -83,7 +83,7 @@ def test_paint_shows_the_trained_model_beside_a_shipped_painting_and_mixes_two(m
     shutil.copy(weights / "styles" / "great_wave.jpg", wave)
     gallery, note = paint(models, shipped, files, str(photo), str(wave), strength=0.6)
     assert [Image.open(path).size for path, _ in gallery] == [RESULT_SIZE] * 2
-    assert [caption.split(" — ")[0] for _, caption in gallery] == ["AdaIN", "IN, great wave"]
+    assert [caption.split(" — ")[0] for _, caption in gallery] == ["AdaIN", "IN, great wave (full strength)"]
     assert [Path(path).name for path, _ in gallery] == ["cat_great_wave_adain_alpha60.png",
                                                         "cat_great_wave_instance.png"]
     assert note == "512x384 px · strength 0.6 · painting read at 512 px"
@@ -95,6 +95,7 @@ def test_paint_shows_the_trained_model_beside_a_shipped_painting_and_mixes_two(m
         "cat_sunset+starry_night_adain_mix25_scale256_photo_colours.png", "cat_starry_night_instance_photo_colours.png"]
     assert note == ("512x384 px · strength 1 · painting read at 256 px · mixed 75% + 25% · no model was trained for "
                     "your painting: only the network for every painting can paint it")
+    assert [caption.split(" — ")[0] for _, caption in gallery] == ["AdaIN", "IN, starry night"]  # both at full strength
     alone = Image.open(paint(models, shipped, files, str(photo), str(own), 1.0, 256)[0][0][0])
     assert Image.open(gallery[0][0]).tobytes() != alone.tobytes()  # the second painting changed the result
 
@@ -132,7 +133,7 @@ def test_experiment_f_is_one_picture_and_a_verdict_that_follows_its_numbers(mode
                                                                             verdict):
     from stylenet.app.any_painting import AdaINModels, shipped_paintings
     from stylenet.app.uploads import ResultFiles
-    from stylenet.app.why_in import statistics_swap
+    from stylenet.app.why_in import StatisticsPaintings, statistics_swap
 
     class Evaluator:  # the real one runs VGG19 at 512 px, slow on a CPU: the own pictures are scored first
         calls = 0
@@ -148,8 +149,10 @@ def test_experiment_f_is_one_picture_and_a_verdict_that_follows_its_numbers(mode
             return Score(style=own if Evaluator.calls <= 2 else batch, content=0.0)
 
     smooth_image(3, PHOTO_SIZE).save(tmp_path / "cat.jpg")
-    gallery, text = statistics_swap(AdaINModels(models.stylizer, Evaluator()), shipped_paintings(registry),
-                                    ResultFiles(), str(tmp_path / "cat.jpg"))
+    adain = AdaINModels(models.stylizer, Evaluator())
+    paintings = StatisticsPaintings.of(adain, shipped_paintings(registry))
+    assert list(paintings.pictures) == ["starry_night", "great_wave"] and len(paintings.targets.stats) == 2
+    gallery, text = statistics_swap(adain, paintings, ResultFiles(), str(tmp_path / "cat.jpg"))
     [(sheet, caption)] = gallery
     width, height = Image.open(sheet).size
     assert Evaluator.calls == 4 and height > 2 * 200 and width > 3 * 200  # a row per painting, three columns, labels

@@ -80,7 +80,8 @@ def test_instance_vs_batch_statistics_paints_each_painting_s_own_target_and_one_
     decode = stylizer.decode
     monkeypatch.setattr(stylizer, "decode", lambda feat: targets.append(feat) or decode(feat))
     evaluator = Evaluator()
-    own, shared, d_own, d_batch = explain.instance_vs_batch_statistics(stylizer, evaluator, photo, paintings, 64)
+    own, shared, d_own, d_batch = explain.instance_vs_batch_statistics(
+        stylizer, evaluator, photo, explain.PaintingTargets.of(stylizer, evaluator, paintings, 64))
     assert [p.size for p in [*own, shared]] == [photo.size] * 3 and len(targets) == 3
     scored = [(picture, grams) for picture, _, grams in evaluator.calls]
     assert scored == [(own[0], 0), (own[1], 1), (shared, 0), (shared, 1)]  # own i against painting i only

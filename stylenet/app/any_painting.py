@@ -141,7 +141,8 @@ def paint(adain: AdaINModels, shipped: Mapping[str, Style], files: ResultFiles, 
     trained = {p.style.name: p.style.models["instance"] for p in paintings if p.style and "instance" in p.style.models}
     for name, model in trained.items():
         result, seconds = model.timed(img, preserve_color=bool(preserve_color))
-        items.append((result, f"IN, {name.replace('_', ' ')} — {seconds:.2f} s"))
+        full = " (full strength)" if alpha != 1 else ""  # the strength slider is AdaIN's, in its feature space
+        items.append((result, f"IN, {name.replace('_', ' ')}{full} — {seconds:.2f} s"))
         names.append(f"{stem}_{name}_instance{colours}")
     note = (f"{img.width}x{img.height} px · strength {alpha:g} · painting read at {scale} px"
             + (f" · mixed {1 - share:.0%} + {share:.0%}" if second else ""))

@@ -7,9 +7,11 @@ shared ones; (f) runs the shared AdaIN decoder, which changes nothing when it ru
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import gradio as gr
 import torch
+from PIL import Image
 
 from .. import explain, paths
 from ..figures import contact_sheet
@@ -141,17 +143,31 @@ def flicker_pan(styles: Mapping[str, Style], files: ResultFiles, photo: str | No
         + ", ".join(lines) + ".")
 
 
-def statistics_swap(adain: AdaINModels, paintings: Mapping[str, Style], files: ResultFiles, photo: str | None,
+@dataclass(frozen=True)
+class StatisticsPaintings:
+    """(f)'s batch of paintings, by name, read and measured once (``of``) for every request."""
+
+    pictures: dict[str, Image.Image]
+    targets: explain.PaintingTargets
+
+    @classmethod
+    def of(cls, adain: AdaINModels, paintings: Mapping[str, Style]) -> StatisticsPaintings:
+        pictures = {name: open_image(style.painting)[0] for name, style in paintings.items()}
+        return cls(pictures, explain.PaintingTargets.of(adain.stylizer, adain.evaluator, list(pictures.values()),
+                                                        EXPLAIN_SIDE))
+
+
+def statistics_swap(adain: AdaINModels, paintings: StatisticsPaintings, files: ResultFiles, photo: str | None,
                     owner: str = LOCAL) -> tuple[list, str]:
     """(f) The photo painted by the AdaIN decoder with each painting's own statistics and with the batch's
     one set: one picture (a row per painting, in ``owner``'s area) and the verdict on the style distances."""
     img = read_upload(photo, EXPLAIN_SIDE)
-    pictures = [open_image(style.painting)[0] for style in paintings.values()]
     own, shared, d_own, d_batch = explain.instance_vs_batch_statistics(adain.stylizer, adain.evaluator, img,
-                                                                       pictures, EXPLAIN_SIDE)
+                                                                       paintings.targets)
     sheet = files.folder(owner) / "statistics.png"
-    contact_sheet(("painting", "own statistics", "batch statistics"), [[p, o, shared] for p, o in zip(pictures, own)],
-                  sheet, side=200, row_labels=[name.replace("_", " ") for name in paintings])
+    contact_sheet(("painting", "own statistics", "batch statistics"),
+                  [[p, o, shared] for p, o in zip(paintings.pictures.values(), own)],
+                  sheet, side=200, row_labels=[name.replace("_", " ") for name in paintings.pictures])
     caption = "Rows: the paintings. Own statistics: per image, as IN measures them; batch: one set, as BN holds"
     return [(str(sheet), caption)], verdict(
         "f", "with its own statistics each painting's result is closer to that painting than with the batch's one "
@@ -171,7 +187,8 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
     """Build the tab inside the caller's ``gr.Tab``; returns its style list. ``heavy``: the app-wide
     concurrency group the experiments run in; ``adain``: the shipped AdaIN decoder, for (f), which needs
     it and two shipped paintings at least (without them, (f) is left out)."""
-    paintings = shipped_paintings(registry) if adain is not None else {}  # (f)'s batch: two at least
+    shipped = shipped_paintings(registry) if adain is not None else {}  # (f)'s batch: two at least
+    paintings = StatisticsPaintings.of(adain, shipped) if adain is not None and len(shipped) >= 2 else None
     gr.Markdown(INTRO)
     with gr.Row():
         photo = photo_input("Photo for the experiments", 220, value=example_photo())
@@ -187,7 +204,7 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
         c_img, c_txt = whole_gallery(6), gr.Markdown(elem_classes="verdict")
         gr.Markdown(FLICKER_TEXT)
         e_img, e_txt = whole_gallery(3), gr.Markdown(elem_classes="verdict")
-        if len(paintings) >= 2:
+        if paintings is not None:
             gr.Markdown(STATISTICS_TEXT)
             f_img, f_txt = whole_gallery(1), gr.Markdown(elem_classes="verdict")
     with gr.Accordion("Research detail: how the four norms differ", open=False):
@@ -223,6 +240,6 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
     done = run.click(why_in, [photo, style], [a_img, a_txt, b_img, b_txt, c_img, c_txt, d_plot], api_name="why_in",
                      **heavy)
     flickered = done.success(why_in_flicker, [photo, style], [e_img, e_txt], api_name="why_in_flicker", **heavy)
-    if len(paintings) >= 2:
+    if paintings is not None:
         flickered.success(why_in_statistics, [photo], [f_img, f_txt], api_name="why_in_statistics", **heavy)
     return style
