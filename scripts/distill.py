@@ -10,13 +10,15 @@ from dataclasses import fields
 from pathlib import Path
 
 from stylenet.distill import DistillRecipe, distill
+from stylenet.weights import FAST
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", type=Path, required=True)
     p.add_argument("--content", type=Path, required=True, help="training photos (never the held-out ones)")
-    p.add_argument("--out", type=Path, help="default: runs/distill/<teacher>_w<width>.safetensors")
+    p.add_argument("--out", type=Path, help="default: runs/distill/<teacher>_fast.safetensors, the name it ships "
+                   "under in weights/ (copy it there with its .csv log, then python scripts/build_manifest.py)")
     p.add_argument("--device", default="auto")
     defaults = DistillRecipe(teacher="", content="")
     for f in fields(DistillRecipe)[2:]:
@@ -25,7 +27,7 @@ def main() -> None:
     args = p.parse_args()
     recipe = DistillRecipe(**{f.name: getattr(args, f.name) for f in fields(DistillRecipe)}
                            | {"teacher": str(args.teacher), "content": str(args.content)})
-    out = args.out or Path("runs") / "distill" / f"{args.teacher.stem}_w{recipe.width}.safetensors"
+    out = args.out or Path("runs") / "distill" / f"{args.teacher.stem}_{FAST}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = distill(recipe, out, args.device)
     print(f"{out}: {meta['steps']} steps, last losses {meta['final_losses']}")

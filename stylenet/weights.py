@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,13 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
             continue
         meta = read_metadata(path)
         if "distill" in meta:  # a slim student: described by its teacher and how it learned
-            fast.append(fast_entry(path, meta))
+            entry = fast_entry(path, meta)
+            teacher = weights_dir / entry["teacher"]
+            if teacher.is_file() and sha256_file(teacher) == entry["teacher_sha256"]:
+                fast.append(entry)
+            else:  # its teacher was retrained or removed: it is not the fast version of what ships
+                print(f"{path.name} is left out of the manifest: {entry['teacher']} is not the model it learned "
+                      "from (distill it again)", file=sys.stderr)
             continue
         recipe = meta.get("recipe", {})
         absolute = [f"{k}={v}" for k, v in recipe.items() if isinstance(v, str) and Path(v).is_absolute()]

@@ -13,7 +13,7 @@ def save(path: Path, recipe: dict) -> None:
     save_model(TransformerNet("instance", 4), {"style": "stripes", "steps": 1, "recipe": recipe}, path)
 
 
-def test_a_slim_student_is_listed_apart_and_named_style_norm_fast(tmp_path):
+def test_a_slim_student_is_listed_apart_and_named_style_norm_fast(tmp_path, capsys):
     from stylenet.stylize import Stylizer
 
     from .conftest import make_checkpoint, make_student
@@ -34,6 +34,12 @@ def test_a_slim_student_is_listed_apart_and_named_style_norm_fast(tmp_path):
     assert Stylizer.load("stripes/instance", "cpu", tmp_path).variant == "full"
     with pytest.raises(ValueError, match=r"stripes/batch/fast: neither .* \(stripes/instance, stripes/instance/fast\)"):
         resolve("stripes/batch/fast", tmp_path)
+
+    make_checkpoint(teacher, "instance", width=6)  # the teacher retrained: the student is of another model now
+    build_manifest(tmp_path)
+    assert "fast" not in json.loads((tmp_path / "manifest.json").read_text())
+    assert capsys.readouterr().err.strip() == ("stripes_instance_fast.safetensors is left out of the manifest: "
+                                               "stripes_instance.safetensors is not the model it learned from (distill it again)")
 
 
 def test_manifest_refuses_absolute_paths(tmp_path):
@@ -61,6 +67,9 @@ def test_shipped_files_hold_no_machine_paths():
         assert not any(Path(v).is_absolute() for v in meta["recipe"].values() if isinstance(v, str)), entry["file"]
         assert meta["painting"]["file"] == f"{meta['style']}.jpg" and len(meta["painting"]["sha256"]) == 64
         assert meta["training_set"]["photos"] > 1000
+    for entry in json.loads(text).get("fast", []):  # a student of the model shipped now, not of one it replaced
+        assert entry["teacher_sha256"] == sha256_file(WEIGHTS_DIR / entry["teacher"]), f"{entry['file']}: distill again"
+        assert read_metadata(WEIGHTS_DIR / entry["file"])["distill"]["content"] == "train"
     assert "/work/" not in text and "/home/" not in text
 
 
