@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from stylenet.checkpoint import load_model
-from stylenet.stylize import Stylizer, fold_batchnorm
+from stylenet.stylize import ImageInstanceNorm, Stylizer, fold_batchnorm
 
 from .conftest import smooth_image
 
@@ -18,6 +18,21 @@ def test_folded_batchnorm_matches_plain_forward(checkpoints):
     x = torch.rand(1, 3, 40, 56)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), plain(x), atol=1e-4, rtol=1e-4)
+
+
+def test_instance_norms_run_image_by_image_on_channels_last_and_match_the_stock_layer(checkpoints):
+    model, meta = load_model(checkpoints["instance"])
+    stylizer = Stylizer(model, meta, torch.device("cpu"), precision="fp32", backend="eager")
+    swapped = [m for m in stylizer.model.modules() if isinstance(m, ImageInstanceNorm)]
+    assert len(swapped) == sum(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules()) > 0
+    x = torch.rand(3, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        out = stylizer.forward(x)
+        assert torch.allclose(out, model.eval()(x), atol=1e-4)  # each image by its own statistics, not the batch's
+        layer = swapped[0]
+        features = torch.rand(2, layer.num_features, 9, 7) * 5 + 3
+        stock = torch.nn.functional.instance_norm(features, weight=layer.weight, bias=layer.bias, eps=layer.eps)
+        assert torch.allclose(layer(features.contiguous(memory_format=torch.channels_last)), stock, atol=1e-5)
 
 
 def test_strength_zero_is_the_photo_and_size_kept(checkpoints):
