@@ -5,7 +5,7 @@ student's metadata names, checked by sha256):
 
 - Speed at 1024x681 (and --sizes), 2 threads unless --threads: the plain network (eager fp32 NCHW, BN
   unfolded: bench.py's baseline), the teacher's and the student's default Stylizer (``backend="auto"``,
-  what the CLI and the app run), interleaved round by round (backends.measure), each one's fastest of
+  what the CLI and the app run; the student's on --student-backend, e.g. onnx-int8), interleaved round by round (backends.measure), each one's fastest of
   --repeats calls; and the parameter counts.
 - Quality: the independent evaluator (stylenet/evaluate.py, 512 px) on the held-out example photos,
   teacher against student, and the student's change in style and content distance (issue 24 asks
@@ -58,11 +58,12 @@ def log_cost(log: Path) -> tuple[int, float]:
     return int(last["step"]), float(last["seconds"])
 
 
-def speed_rows(teacher: Path, student: Path, sizes: list[tuple[int, int]]) -> list[str]:
-    """Per size: the plain network's seconds, the teacher's and the student's default Stylizer's, ratios."""
+def speed_rows(teacher: Path, student: Path, sizes: list[tuple[int, int]], backend: str) -> list[str]:
+    """Per size: the plain network's seconds, the teacher's default Stylizer's and the student's on
+    ``backend``, and their ratios."""
     plain, meta = load_model(teacher)
     runners = {"plain": plain.eval(), "teacher": Stylizer.load(teacher, "cpu").forward,
-               "student": Stylizer.load(student, "cpu").forward}
+               "student": Stylizer.load(student, "cpu", backend=backend).forward}
     rows = []
     for width, height in sizes:
         x = torch.rand(1, 3, height, width)
@@ -87,6 +88,7 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["1024x681", "512x512"], help="WIDTHxHEIGHT")
     p.add_argument("--repeats", type=int, default=3, help="interleaved timed calls of each network")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--student-backend", default="auto", help="what runs the student (the teacher: always auto)")
     p.add_argument("--photos", type=Path, default=examples_dir(), help="held-out photos")
     p.add_argument("--out", type=Path, default=figures_dir() / "distill.md")
     args = p.parse_args()
@@ -106,9 +108,10 @@ def main() -> None:
         for student in students:
             teacher = teacher_of(student)
             meta = read_metadata(teacher)
-            speed += speed_rows(teacher, student, sizes)
+            speed += speed_rows(teacher, student, sizes, args.student_backend)
             targets = Targets.of(evaluator, photos, load_rgb(WEIGHTS_DIR / "styles" / meta["painting"]["file"]))
-            t, s = (score_method(Stylizer.load(f, "cpu"), targets, evaluator) for f in (teacher, student))
+            t, s = (score_method(Stylizer.load(f, "cpu", backend=b), targets, evaluator)
+                    for f, b in ((teacher, "auto"), (student, args.student_backend)))
             diff = np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255
                             for a, b in zip(t.pictures, s.pictures)])
             label = f"{meta['style']} | {norm_label(meta['norm'])}"
@@ -121,10 +124,13 @@ def main() -> None:
             shown = [i for i, path in enumerate(paths) if path.name in GRID_PHOTOS]
             grid += [[photos[i], t.pictures[i], s.pictures[i]] for i in shown]
     minutes = (time.perf_counter() - start) / 60
-    lines = [f"`python scripts/distill_eval.py`, {minutes:.1f} min, CPU: {cpu_summary()}, {args.threads} threads, "
+    command = "python scripts/distill_eval.py" + (f" --student-backend {args.student_backend}"
+                                                  if args.student_backend != "auto" else "")
+    lines = [f"`{command}`, {minutes:.1f} min, CPU: {cpu_summary()}, {args.threads} threads, "
              f"load average {os.getloadavg()[0]:.1f} at the end.", "",
              f"Speed: the plain network (eager fp32 NCHW, BN unfolded) against the default Stylizer (backend auto) "
-             f"of the teacher and of its slim student; fastest of {args.repeats} interleaved calls.", "",
+             f"of the teacher and its slim student on backend {args.student_backend}; fastest of {args.repeats} "
+             "interleaved calls.", "",
              "| painting | norm | size | plain | teacher (×plain) | student (×plain) |", "|---|---|---|---|---|---|", *speed, "",
              f"Quality: the independent evaluator (stylenet/evaluate.py, 512 px), teacher → student, mean over "
              f"{len(photos)} held-out photos; lower is better. Last column: mean |teacher − student| in [0, 1] pixels.", "",
