@@ -170,6 +170,8 @@ def main() -> int:
     if args.ship:
         ship(args.ship, paths.weights_dir())
         return 0
+    if args.continue_from is not None and not args.continue_from.is_dir():
+        p.error(f"--continue-from {args.continue_from}: no such folder")
     jobs = JOBS + (CONTRAST_JOBS if args.contrast else [])
     if args.steps:
         jobs = [(style, norms, args.steps, extra) for style, norms, _, extra in jobs]

@@ -255,6 +255,13 @@ def pixel_tiles(height: int, width: int, tile: int, margin: int) -> list[Tile]:
     return [Tile(cr, cc, kr, kc) for cr, kr in axis(height) for cc, kc in axis(width)]
 
 
+def check_photo_size(photo: Image.Image) -> None:
+    """ImageError (one line) for a photo the decoder cannot paint: under MIN_PHOTO_SIDE on a side."""
+    if min(photo.size) < MIN_PHOTO_SIDE:
+        raise ImageError(f"the photo is {photo.width}x{photo.height} px: too small to paint (at least "
+                         f"{MIN_PHOTO_SIDE} px on each side)")
+
+
 class AdaINStylizer:
     """Any painting onto any photo with one trained decoder. ``AdaINStylizer.load(path)`` loads a
     decoder file; the encoder is always the Oxford VGG19 (its weights must be installed)."""
@@ -321,9 +328,7 @@ class AdaINStylizer:
         """The photo with the target ``stats`` (mean, std) swapped into its relu4_1 features, decoded at
         the photo's size: ``stylize`` with the statistics given rather than read from a painting."""
         check_strength(alpha)
-        if min(photo.size) < MIN_PHOTO_SIDE:
-            raise ImageError(f"the photo is {photo.width}x{photo.height} px: too small to paint (at least "
-                             f"{MIN_PHOTO_SIDE} px on each side)")
+        check_photo_size(photo)
         photo = photo.convert("RGB")
         feat = self.encode(to_cells(to_tensor(photo).unsqueeze(0)))
         target = alpha * adain_with_stats(feat, *stats) + (1 - alpha) * feat
@@ -340,6 +345,7 @@ class AdaINStylizer:
         result's luminance with the photo's colours.
         """
         check_strength(alpha)
+        check_photo_size(photo)  # before the painting's statistics are computed for nothing
         return self.paint(photo, self.style_stats(painting, style_scale), alpha, preserve_color)
 
 

@@ -68,6 +68,9 @@ CHOICES = ("auto", *BACKENDS)
 AUTO_CANDIDATES = ("eager", "onnx")  # torch.compile left out: see the module's docstring
 AMORTIZED_CALLS = 10  # the calls a process is assumed to make: a folder of photos, a video, an app session
 TOLERANCE = 1e-4  # max abs difference to eager, pixels in [0, 1]: float rounding only (1/255 = 0.0039)
+# What the eager candidate computes, in the cache key: choices measured against an older eager network are
+# measured again ("image IN": instance norms by the channels_last batch-norm kernel, stylize.ImageInstanceNorm).
+EAGER_VERSION = "eager 2 (image IN)"
 REPEATS = 3  # timed calls of each candidate after its setup, interleaved; the fastest counts
 CLEAR_WIN = 1.15
 """How many times cheaper than eager another backend must measure to be chosen. One measurement, on a CPU
@@ -192,7 +195,7 @@ def machine_key(model: nn.Module, norm: str, dtype: torch.dtype, side: int) -> s
     params = sum(p.numel() for p in model.parameters())
     return (f"{cpu_summary()}; {torch.get_num_threads()} threads; torch {torch.__version__}; onnxruntime {ort}; "
             f"{norm} net, {params} parameters, {str(dtype).removeprefix('torch.')}; "
-            f"candidates {', '.join(AUTO_CANDIDATES)}; {side}²")
+            f"candidates {', '.join(AUTO_CANDIDATES)}; {side}²; {EAGER_VERSION}")
 
 
 def cache_file() -> Path:

@@ -138,5 +138,7 @@ def attempt(job: Job, stylizer: Stylizer, options: Options) -> str | None:
 
 
 def failure_line(source: Source, exc: Exception) -> str:
-    """A failure as one line: a reason of ours as it is, anything else after the file's name."""
-    return str(exc) if isinstance(exc, (ImageError, VideoError, SourceError)) else f"{source}: {exc}"
+    """A failure as one line: a reason of ours as it is where it names the file, anything else after the file's name."""
+    text = str(exc)
+    named = isinstance(exc, (ImageError, VideoError, SourceError)) and str(source) in text
+    return text if named else f"{source}: {text}"

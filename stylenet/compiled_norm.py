@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .norms import replace_norms
+from .norms import instance_norm_like, replace_norms
 
 
 def instance_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
@@ -76,11 +76,7 @@ class CompiledInstanceNorm2d(nn.InstanceNorm2d):
     def like(cls, norm: nn.InstanceNorm2d) -> CompiledInstanceNorm2d:
         """A compiled layer holding ``norm``'s own parameter tensors (an optimizer made before the swap
         keeps updating them)."""
-        if not norm.affine or norm.track_running_stats:
-            raise ValueError("only affine instance norms without running statistics are compiled")
-        layer = cls(norm.num_features, eps=norm.eps, affine=True, track_running_stats=False)
-        layer.weight, layer.bias = norm.weight, norm.bias
-        return layer
+        return instance_norm_like(cls, norm)
 
 
 def compile_instance_norms(model: nn.Module) -> nn.Module:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -89,6 +90,19 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, norm: nn.M
         shape = (1, -1) + (1,) * (x.dim() - 2)
         y = y * norm.weight.float().view(shape) + norm.bias.float().view(shape)
     return y.to(x.dtype)
+
+
+N = TypeVar("N", bound=nn.InstanceNorm2d)
+
+
+def instance_norm_like(cls: type[N], norm: nn.InstanceNorm2d) -> N:
+    """A ``cls`` layer (an ``nn.InstanceNorm2d`` subclass that computes differently) holding ``norm``'s own
+    parameter tensors, so an optimizer made before the swap keeps updating them."""
+    if not norm.affine or norm.track_running_stats:
+        raise ValueError("only affine instance norms without running statistics are replaced")
+    layer = cls(norm.num_features, eps=norm.eps, affine=True, track_running_stats=False)
+    layer.weight, layer.bias = norm.weight, norm.bias
+    return layer
 
 
 def replace_norms(model: nn.Module, make: Callable[[nn.Module], nn.Module],

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .backends import Backend, default_backend
 from .checkpoint import load_model
 from .images import limit_size
-from .norms import replace_norms
+from .norms import instance_norm_like, replace_norms
 from .runtime import pick_device, pick_dtype, to_pil, to_tensor
 from .tiling import run_tiled
 from .transformer import ConvLayer
@@ -60,17 +60,13 @@ class ImageInstanceNorm(nn.InstanceNorm2d):
         if (x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or torch.onnx.is_in_onnx_export()
                 or torch.compiler.is_compiling()):
             return super().forward(x)
-        return torch.cat([F.batch_norm(image, None, None, self.weight, self.bias, True, 0.0, self.eps)
-                          for image in x.split(1)])
+        images = [F.batch_norm(image, None, None, self.weight, self.bias, True, 0.0, self.eps) for image in x.split(1)]
+        return images[0] if len(images) == 1 else torch.cat(images)
 
     @classmethod
     def like(cls, norm: nn.InstanceNorm2d) -> ImageInstanceNorm:
         """The same layer (its own parameter tensors) computing as above."""
-        if not norm.affine or norm.track_running_stats:
-            raise ValueError("only affine instance norms without running statistics are replaced")
-        layer = cls(norm.num_features, eps=norm.eps, affine=True, track_running_stats=False)
-        layer.weight, layer.bias = norm.weight, norm.bias
-        return layer
+        return instance_norm_like(cls, norm)
 
 
 def keep_colors(photo: Image.Image, styled: Image.Image) -> Image.Image:

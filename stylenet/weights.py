@@ -103,7 +103,12 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
         if "distill" in meta:  # a slim student: described by its teacher and how it learned
             entry = fast_entry(path, meta)
             teacher = weights_dir / entry["teacher"]
-            if teacher.is_file() and sha256_file(teacher) == entry["teacher_sha256"]:
+            if (meta.get("recipe") or {}).get("contrast_normalize"):
+                print(f"{path.name} is left out of the manifest: a student of an experiment", file=sys.stderr)
+            elif teacher.is_file() and sha256_file(teacher) == entry["teacher_sha256"]:
+                twin = next((e["file"] for e in fast if (e["style"], e["norm"]) == (entry["style"], entry["norm"])), None)
+                if twin:
+                    raise ValueError(f"{path.name} and {twin} are both {entry['style']}/{entry['norm']}/{FAST}: keep one")
                 fast.append(entry)
             else:  # its teacher was retrained or removed: it is not the fast version of what ships
                 print(f"{path.name} is left out of the manifest: {entry['teacher']} is not the model it learned "

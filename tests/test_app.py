@@ -137,7 +137,12 @@ def test_compare_runs_the_slim_students_where_shipped_and_says_which_ran_full(tm
     assert [caption.split(" —")[0] for _, caption in gallery] == ["BN", "IN (fast)", "LN"]
     assert [Path(p).name for p, _ in gallery] == ["photo_starry_night_batch.png", "photo_starry_night_instance_fast.png",
                                                  "photo_starry_night_layer.png"]
-    assert note.endswith(" · fast: the slim students of IN; BN, LN: full models (no fast one shipped)")
+    assert note.endswith("never enlarged\n\n**Fast:** IN ran its slim model, a smaller copy trained to reproduce the "
+                         "full model's pictures; BN, LN ran full (no slim model yet), so the slider compares models of "
+                         "different sizes, not only different norms.")
+    *_, wave_note, _ = compare(styles, ResultFiles(), str(photo), "great_wave", variant="fast")
+    assert wave_note.endswith("\n\n**Fast:** no slim model of this style is shipped yet: the full models ran.")
+    assert "Fast" not in compare(styles, ResultFiles(), str(photo), "great_wave")[2]
     full = compare(styles, ResultFiles(), str(photo), "starry_night")[3]
     assert Image.open(pair[1]).tobytes() != Image.open(dict((n, p) for n, p, _ in full["results"])["instance"]).tobytes()
     with pytest.raises(gr.Error, match="model size must be one of: full, fast"):

@@ -218,7 +218,8 @@ def test_browser_paints_with_any_painting_and_mixes_a_second(app_url, tmp_path, 
                               "i.naturalHeight])")
         assert [tuple(s) for s in sizes] == [RESULT_SIZE] * 3
         captions = page.locator("#any-painting-gallery .caption-label").all_inner_texts()
-        assert [c.split(" — ")[0] for c in captions] == ["AdaIN", "IN, great wave", "IN, starry night"]
+        assert [c.split(" — ")[0] for c in captions] == ["AdaIN", "IN, great wave (full strength)",
+                                                         "IN, starry night (full strength)"]
         assert fully_visible(page, "#any-painting-gallery .caption-label")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         results, button = (page.locator(s).bounding_box() for s in ("#any-painting-results", "#any-painting-btn"))

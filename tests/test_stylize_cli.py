@@ -180,6 +180,7 @@ def test_style_image_paints_photos_and_folders_with_any_painting(tmp_path, paint
     smooth_image(2, (40, 56)).convert("RGBA").save(src / "sub" / "b.png")
     (src / "clip.mp4").write_bytes(b"never read")
     (src / "broken.jpg").write_bytes(b"not a jpeg")
+    Image.new("RGB", (12, 40)).save(src / "tiny.png")
     out = tmp_path / "out"
     first = run(src, "--style-image", painting, "--out", out, "--recursive", "--device", "cpu", "--style-scale", "64")
     assert first.returncode == 1 and "Traceback" not in first.stderr, first.stderr
@@ -188,9 +189,11 @@ def test_style_image_paints_photos_and_folders_with_any_painting(tmp_path, paint
     assert Image.open(out / "a_painting_adain.png").size == (48, 40)
     assert Image.open(out / "sub" / "b_painting_adain.png").mode == "RGBA"  # alpha kept
     failed = sorted(line for line in first.stderr.splitlines() if line.startswith("failed:"))
-    assert len(failed) == 2 and "broken.jpg: not an image" in failed[0]
+    assert len(failed) == 3 and "broken.jpg: not an image" in failed[0]
     assert failed[1].endswith("clip.mp4: a clip; --style-image paints photos only (use --weights for clips)")
-    assert "done: 2 written, 0 skipped (existing), 2 failed" in first.stdout and "backend:" not in first.stdout
+    assert failed[2] == (f"failed: {src / 'tiny.png'}: the photo is 12x40 px: too small to paint (at least 16 px on "
+                         "each side)")  # the file named once
+    assert "done: 2 written, 0 skipped (existing), 3 failed" in first.stdout and "backend:" not in first.stdout
 
     waves = tmp_path / "waves.jpg"
     smooth_image(7, (64, 56)).save(waves)

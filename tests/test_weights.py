@@ -1,5 +1,7 @@
 """The manifest: shipped files carry names, counts and hashes, never the training machine's paths."""
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,11 @@ def test_a_slim_student_is_listed_apart_and_named_style_norm_fast(tmp_path, caps
     with pytest.raises(ValueError, match=r"stripes/batch/fast: neither .* \(stripes/instance, stripes/instance/fast\)"):
         resolve("stripes/batch/fast", tmp_path)
 
+    shutil.copy(student, tmp_path / "stripes_instance_slim.safetensors")  # two students of one model: refused
+    with pytest.raises(ValueError, match="stripes_instance_slim.safetensors and stripes_instance_fast.safetensors "
+                                         "are both stripes/instance/fast: keep one"):
+        build_manifest(tmp_path)
+    (tmp_path / "stripes_instance_slim.safetensors").unlink()
     make_checkpoint(teacher, "instance", width=6)  # the teacher retrained: the student is of another model now
     build_manifest(tmp_path)
     assert "fast" not in json.loads((tmp_path / "manifest.json").read_text())
@@ -182,6 +189,10 @@ def test_a_warm_start_skips_the_jobs_whose_models_are_not_all_in_its_folder(tmp_
     assert train_zoo.run(job, tmp_path / "data", tmp_path, "cpu", init, 1) == 0
     assert calls == [] and "starry_night (instance, batch): skipped, no warm start for every norm" in capsys.readouterr().out
     (init / "starry_night_batch.safetensors").write_bytes(b"model")
+    monkeypatch.setattr(sys, "argv", ["train_zoo.py", "--continue-from", str(tmp_path / "typo")])
+    with pytest.raises(SystemExit):  # a mistyped folder is an error, not every job skipped
+        train_zoo.main()
+    assert "--continue-from" in capsys.readouterr().err and calls == []
     assert train_zoo.run(job, tmp_path / "data", tmp_path, "cpu", init, 1) == 0
     [cmd] = calls
     assert cmd[cmd.index("--init") + 1:] == [str(init / "starry_night_instance.safetensors"),

@@ -97,7 +97,7 @@ def stylize_all(styles: Mapping[str, Style], files: ResultFiles, photo: str | No
                           ["photo", *results])
     return {"photo": saved[0][0], "name": photo_name(photo), "style": style, "title": title_of(found, style),
             "results": [(norm, path, seconds) for (norm, (_, seconds)), (path, _) in zip(results.items(), saved[1:])],
-            "fast": [norm for norm, model in models.items() if model.variant == FAST]}
+            "variant": variant, "fast": [norm for norm, model in models.items() if model.variant == FAST]}
 
 
 def photo_name(photo: str | None) -> str:
@@ -127,11 +127,23 @@ def finish(files: ResultFiles, kept: dict[str, Any], strength: Any = 1.0, preser
     pair = (by_norm.get("batch", kept["photo"]), by_norm.get("instance", kept["photo"]))
     note = (f"{photo.width}x{photo.height} px, {len(styled)} models · {kept['title']} · shown at its own size, "
             "scaled down only where the box is smaller, never enlarged")
-    if fast:
-        full = [norm_label(norm) for norm, _, _ in styled if norm not in fast]
-        note += (f" · fast: the slim students of {', '.join(norm_label(n) for n, _, _ in styled if n in fast)}"
-                 + (f"; {', '.join(full)}: full models (no fast one shipped)" if full else ""))
+    if kept.get("variant") == FAST:
+        note += "\n\n" + fast_note([norm_label(n) for n, _, _ in styled if n in fast],
+                                    [norm_label(n) for n, _, _ in styled if n not in fast])
     return pair, gallery, note
+
+
+def fast_note(ran: list[str], full: list[str]) -> str:
+    """What Fast did, in a line of its own: which norms ran their slim model and which ran full, and that a
+    slider between a full and a slim model is no longer a like-for-like comparison."""
+    if not ran:
+        return "**Fast:** no slim model of this style is shipped yet: the full models ran."
+    copies = "its slim model, a smaller copy" if len(ran) == 1 else "their slim models, smaller copies"
+    text = f"**Fast:** {', '.join(ran)} ran {copies} trained to reproduce the full model's pictures"
+    if full:
+        text += (f"; {', '.join(full)} ran full (no slim model yet), so the slider compares models of different "
+                 "sizes, not only different norms")
+    return text + "."
 
 
 def compare(styles: Mapping[str, Style], files: ResultFiles, photo: str | None, style: str, strength: Any = 1.0,
@@ -170,8 +182,11 @@ def compare_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles,
             strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength (0 = photo, 1 = full style)")
             keep = gr.Checkbox(label="Preserve the photo's colours")
             side = gr.Slider(128, MAX_SIDE, value=DEFAULT_SIDE, step=32, label="Resolution cap (longest side, px)")
+            shipped_fast = [f"{n.replace('_', ' ')} {norm_label(norm)}"  # user styles have none: not loaded here
+                            for n, s in registry.shipped.items() for norm in s.fast if norm in s.models]
             size = gr.Radio([("Full", "full"), ("Fast: slim distilled models", FAST)], value="full", label="Model size",
-                            visible=any(s.fast for s in styles.values()), elem_id="compare-size")
+                            info=f"Slim models so far: {', '.join(shipped_fast)}; other models run full",
+                            visible=bool(shipped_fast), elem_id="compare-size")
             run = gr.Button("Stylize with BN and IN", variant="primary", elem_id="compare-btn")
         with gr.Column(scale=2, min_width=300, elem_id="compare-results"):
             gr.Markdown(LOOK_FOR, elem_id="look-for")

@@ -6,6 +6,7 @@ shared ones; (f) runs the shared AdaIN decoder, which changes nothing when it ru
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from ..temporal import STABILIZERS, stabilized
 from .any_painting import AdaINModels, shipped_paintings
 from .queueing import LIGHT
 from .sessions import LOCAL, Sessions
-from .styles import Style, StyleRegistry, pair_of, style_dropdown
+from .styles import Style, StyleRegistry, one_line, pair_of, style_dropdown
 from .uploads import (
     ResultFiles,
     example_photo,
@@ -188,7 +189,12 @@ def why_in_tab(registry: StyleRegistry, sessions: Sessions, files: ResultFiles, 
     concurrency group the experiments run in; ``adain``: the shipped AdaIN decoder, for (f), which needs
     it and two shipped paintings at least (without them, (f) is left out)."""
     shipped = shipped_paintings(registry) if adain is not None else {}  # (f)'s batch: two at least
-    paintings = StatisticsPaintings.of(adain, shipped) if adain is not None and len(shipped) >= 2 else None
+    paintings = None
+    if adain is not None and len(shipped) >= 2:
+        try:
+            paintings = StatisticsPaintings.of(adain, shipped)
+        except Exception as exc:  # noqa: BLE001 - a bad painting file leaves (f) out, not the app
+            print(f"stylenet app: Why IN? (f) is left out: {one_line(exc)}", file=sys.stderr, flush=True)
     gr.Markdown(INTRO)
     with gr.Row():
         photo = photo_input("Photo for the experiments", 220, value=example_photo())

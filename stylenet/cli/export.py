@@ -24,7 +24,7 @@ from stylenet.backends import TOLERANCE, onnx_bytes, ort_session
 from stylenet.checkpoint import CheckpointError, load_model
 from stylenet.files import replaced_atomically
 from stylenet.transformer import MIN_SIZE
-from stylenet.weights import resolve
+from stylenet.weights import FAST, resolve
 
 if TYPE_CHECKING:  # an optional dependency, imported where it is used
     import onnxruntime
@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``export`` command's flags (``stylenet export --help``)."""
     p.add_argument("weights", help="checkpoint path or shipped name like starry_night/instance")
     p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--out", help="file to write (default: STYLE_NORM.onnx in the current folder)")
+    p.add_argument("--out", help="file to write (default: STYLE_NORM.onnx, STYLE_NORM_fast.onnx for a slim model, in the current folder)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out or f"{meta['style']}_{meta['norm']}.{args.format}")
+    variant = f"_{FAST}" if "distill" in meta else ""  # a slim student's file apart from its teacher's
+    out = Path(args.out or f"{meta['style']}_{meta['norm']}{variant}.{args.format}")
     if out.suffix != f".{args.format}":
         print(f"error: --out must end in .{args.format}", file=sys.stderr)
         return 2

@@ -36,7 +36,6 @@ from stylenet.stylize import Stylizer
 from stylenet.temporal import STABILIZERS
 from stylenet.vgg import VGGWeightsMissing
 from stylenet.video import DEFAULT_BATCH
-from stylenet.weights import FAST
 
 ADAIN_FLAGS = ("alpha", "style_scale", "style_weights", "decoder")  # the flags that go with --style-image only
 
@@ -153,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    models = [(s.name, s.meta["style"], s.meta["norm"] + (f"_{FAST}" if s.variant == FAST else "")) for s in stylizers]
+    # the output's model part: the name after the style, norm_fast for a slim student (adain for --style-image)
+    models = [(s.name, s.meta["style"], s.name.split("/", 1)[1].replace("/", "_")) for s in stylizers]
     options = Options.of(args)
     jobs, refused = plan(sources, models, out_dir, options)
     if args.style_image:  # AdaIN paints photos; a clip needs a trained model's frame-by-frame path
