@@ -195,7 +195,7 @@ def machine_key(model: nn.Module, norm: str, dtype: torch.dtype, side: int) -> s
     params = sum(p.numel() for p in model.parameters())
     return (f"{cpu_summary()}; {torch.get_num_threads()} threads; torch {torch.__version__}; onnxruntime {ort}; "
             f"{norm} net, {params} parameters, {str(dtype).removeprefix('torch.')}; "
-            f"candidates {', '.join(AUTO_CANDIDATES)}; {side}²; {EAGER_VERSION}")
+            f"{EAGER_VERSION}; candidates {', '.join(AUTO_CANDIDATES)}; {side}²")
 
 
 def cache_file() -> Path:

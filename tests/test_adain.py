@@ -232,7 +232,7 @@ def test_painting_style_paints_files_like_the_stylizer_and_encodes_the_paintings
     kept = style(photo, preserve_color=True)
     assert kept.tobytes() == keep_colors(photo, out).tobytes()
     transparency = Image.new("L", photo.size, 77)
-    small = style(photo, max_size=20, alpha=transparency)
-    assert small.size == (20, 14) and small.mode == "RGBA" and small.getchannel("A").getextrema() == (77, 77)
+    small = style(photo, max_size=32, alpha=transparency)
+    assert small.size == (32, 22) and small.mode == "RGBA" and small.getchannel("A").getextrema() == (77, 77)
     with pytest.raises(ValueError):
         adain.PaintingStyle(stylizer, [("a", a, 1.0)], alpha=1.5)

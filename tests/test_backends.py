@@ -82,7 +82,7 @@ def test_auto_measures_once_per_machine_and_size(checkpoints, cache, trials):
     assert trials == ["eager", "onnx"]
     saved = json.loads(cache.read_text())
     (key, record), = saved.items()
-    assert key.endswith("; 64²") and "instance net" in key and "threads" in key
+    assert key.endswith("; 64²") and "instance net" in key and "threads" in key and backends.EAGER_VERSION in key
     assert record["backend"] in backends.AUTO_CANDIDATES
     assert first.backend.report() == f"{record['backend']} at 64² ({record['why']})"
     assert (out - eager_output(checkpoints["instance"], x)).abs().max() <= backends.TOLERANCE
