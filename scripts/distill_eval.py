@@ -25,21 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from stylenet import backends
 from stylenet.checkpoint import load_model, read_metadata
 from stylenet.data import list_images, load_rgb
-from stylenet.evaluate import Evaluator, Targets, score_method
+from stylenet.evaluate import GRID_PHOTOS, Evaluator, Targets, score_method
 from stylenet.figures import contact_sheet
 from stylenet.norms import norm_label
 from stylenet.paths import examples_dir, figures_dir
 from stylenet.runtime import cpu_summary
 from stylenet.stylize import Stylizer
 from stylenet.weights import FAST, WEIGHTS_DIR, load_manifest, sha256_file
-
-GRID_PHOTOS = ("skimage_chelsea.jpg", "lomiri_aitzgorri_by_Aitzol_Berasategi.jpg")
 
 
 def teacher_of(student: Path) -> Path:
@@ -112,8 +109,7 @@ def main() -> None:
             targets = Targets.of(evaluator, photos, load_rgb(WEIGHTS_DIR / "styles" / meta["painting"]["file"]))
             t, s = (score_method(Stylizer.load(f, "cpu", backend=b), targets, evaluator)
                     for f, b in ((teacher, "auto"), (student, args.student_backend)))
-            diff = np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255
-                            for a, b in zip(t.pictures, s.pictures)])
+            diff = t.pixel_difference(s)
             label = f"{meta['style']} | {norm_label(meta['norm'])}"
             quality.append(f"| {label} | {t.style:.4f} → {s.style:.4f} ({s.style / t.style - 1:+.1%}) | "
                            f"{t.content:.4f} → {s.content:.4f} ({s.content / t.content - 1:+.1%}) | {diff:.4f} |")

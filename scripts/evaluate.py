@@ -17,15 +17,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stylenet.data import list_images, load_rgb
-from stylenet.evaluate import Evaluator, Scored, Targets, peer_stylizer, score_method
+from stylenet.evaluate import (
+    GRID_PHOTOS,
+    Evaluator,
+    Scored,
+    Targets,
+    peer_stylizer,
+    score_method,
+)
 from stylenet.figures import contact_sheet, pareto_plot
 from stylenet.norms import norm_label
 from stylenet.paths import examples_dir, figures_dir
 from stylenet.runtime import cpu_summary
 from stylenet.stylize import Stylizer
 from stylenet.weights import WEIGHTS_DIR, load_manifest
-
-GRID_PHOTOS = ("skimage_chelsea.jpg", "lomiri_aitzgorri_by_Aitzol_Berasategi.jpg")
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from stylenet import backends
@@ -75,8 +74,7 @@ def quality_rows(norms: list[str], evaluator: Evaluator) -> list[str]:
                                                           backend=backend), targets, evaluator)
                       for backend in ("eager", "onnx-int8")}
             fp32, int8 = scored["eager"], scored["onnx-int8"]
-            diff = np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255
-                            for a, b in zip(fp32.pictures, int8.pictures)])
+            diff = fp32.pixel_difference(int8)
             rows.append(f"| {style} | {norm_label(entry['norm'])} | {fp32.style:.4f} → {int8.style:.4f} "
                         f"({int8.style / fp32.style - 1:+.1%}) | {fp32.content:.4f} → {int8.content:.4f} "
                         f"({int8.content / fp32.content - 1:+.1%}) | {diff:.4f} |")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -32,6 +33,8 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
 LONG_SIDE = 512
 
+# The held-out photos the evaluation scripts' grids show (of examples/, where every score is taken).
+GRID_PHOTOS = ("skimage_chelsea.jpg", "lomiri_aitzgorri_by_Aitzol_Berasategi.jpg")
 
 def at_long_side(img: Image.Image, long_side: int = LONG_SIDE) -> Image.Image:
     """``img`` in RGB, resized (up or down, Lanczos) so that its longer side is ``long_side``."""
@@ -99,6 +102,12 @@ class Scored:
     style: float
     content: float
     pictures: list[Image.Image]
+
+    def pixel_difference(self, other: Scored) -> float:
+        """Mean |self - other| over the two methods' pictures of the same photos, in [0, 1] pixels: how far a
+        variant of a model (int8, a slim student) moved its outputs."""
+        return float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255
+                              for a, b in zip(self.pictures, other.pictures)]))
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,13 @@ def test_the_evaluator_refuses_a_vgg_without_its_layers():
 
     with pytest.raises(ValueError, match="relu5_1"):
         Evaluator(VGGFeatures(load_oxford_weights(), ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2")))
+
+
+def test_pixel_difference_is_the_mean_absolute_difference_in_unit_pixels():
+    from PIL import Image
+
+    from stylenet.evaluate import Scored
+
+    black, white, grey = (Image.new("RGB", (4, 3), (v, v, v)) for v in (0, 255, 51))
+    a, b = Scored(0.0, 0.0, [black, black]), Scored(0.0, 0.0, [white, grey])
+    assert a.pixel_difference(a) == 0.0 and abs(a.pixel_difference(b) - (1.0 + 0.2) / 2) < 1e-6
