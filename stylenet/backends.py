@@ -69,8 +69,9 @@ AUTO_CANDIDATES = ("eager", "onnx")  # torch.compile left out: see the module's 
 AMORTIZED_CALLS = 10  # the calls a process is assumed to make: a folder of photos, a video, an app session
 TOLERANCE = 1e-4  # max abs difference to eager, pixels in [0, 1]: float rounding only (1/255 = 0.0039)
 # What the eager candidate computes, in the cache key: choices measured against an older eager network are
-# measured again ("image IN": instance norms by the channels_last batch-norm kernel, stylize.ImageInstanceNorm).
-EAGER_VERSION = "eager 2 (image IN)"
+# measured again ("image IN": instance norms by the channels_last batch-norm kernel, stylize.ImageInstanceNorm;
+# "subpixel": upsampling and output convs at half resolution, stylenet.subpixel).
+EAGER_VERSION = "eager 3 (image IN, subpixel)"
 REPEATS = 3  # timed calls of each candidate after its setup, interleaved; the fastest counts
 CLEAR_WIN = 1.15
 """How many times cheaper than eager another backend must measure to be chosen. One measurement, on a CPU

@@ -23,6 +23,7 @@ from .checkpoint import load_model, save_model
 from .data import ContentPhotos
 from .losses import content_loss
 from .runtime import pick_device
+from .subpixel import rearrange_convs
 from .transformer import TransformerNet
 from .vgg import VGGFeatures
 from .weights import sha256_file
@@ -79,10 +80,11 @@ def distill(recipe: DistillRecipe, out: Path, device: str = "auto") -> dict[str,
         raise ValueError(f"steps must be at least 1 (got {recipe.steps})")
     dev = pick_device(device)
     teacher, teacher_meta = load_model(Path(recipe.teacher), dev)
-    teacher.eval().requires_grad_(False)
+    rearrange_convs(teacher).eval().requires_grad_(False)  # both networks' half-resolution convs: subpixel.py
     with torch.random.fork_rng():  # the student's initial weights follow the seed, as its crops do
         torch.manual_seed(recipe.seed)
         student = TransformerNet(teacher.norm_kind, recipe.width).to(dev, memory_format=torch.channels_last)
+    rearrange_convs(student)
     vgg = VGGFeatures.oxford((PERCEPTUAL_LAYER,)).to(dev, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(student.parameters(), lr=recipe.lr)
     photos = ContentPhotos.scan(Path(recipe.content), recipe.image_size)

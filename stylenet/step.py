@@ -21,6 +21,7 @@ from .guard import SpikeGuard
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .recipe import Recipe, learning_rate, style_weight
 from .runtime import native_bf16, to_tensor
+from .subpixel import rearrange_convs
 from .transformer import TransformerNet
 from .vgg import STYLE_LAYERS, VGGFeatures
 
@@ -44,17 +45,18 @@ class StepMode:
     short_content_pass: bool = False  # the photo goes through VGG only up to the content layer
     compile: bool = False  # torch.compile the transformer + VGG forward (and so its backward)
     compiled_instance_norm: bool = False  # IN layers by a compiled kernel (compiled_norm.py)
+    subpixel: bool = False  # upsampling and output convs computed at half resolution (subpixel.py)
 
     @classmethod
     def fast(cls, device: torch.device) -> StepMode:
         """The settings that measured faster (``bench.py --train --candidates`` for each alone,
         ``--ablations`` for each taken out again; docs/benchmarks.md, "Training speed"; fused Adam tied once in
         four). bf16 only where the hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX):
-        emulated bf16 was not measured to pay. The compiled instance norm only on the CPU, the one
-        place it was measured. torch.compile of the whole forward is left off: a minute of compiling
+        emulated bf16 was not measured to pay. The compiled instance norm and the half-resolution convs
+        (the largest single gain without bf16) only on the CPU, the one place they were measured. torch.compile of the whole forward is left off: a minute of compiling
         for no gain per step."""
         return cls(channels_last=True, bf16=native_bf16(device), fused_adam=True, short_content_pass=True,
-                   compiled_instance_norm=device.type == "cpu")
+                   compiled_instance_norm=device.type == "cpu", subpixel=device.type == "cpu")
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -208,6 +210,8 @@ def new_run(norm: str, recipe: Recipe, mode: StepMode, device: torch.device, out
     model = TransformerNet(norm, recipe.width).to(device, memory_format=mode.memory_format).train()
     if mode.compiled_instance_norm:
         compile_instance_norms(model)
+    if mode.subpixel:
+        rearrange_convs(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=mode.fused_adam)
     guard = SpikeGuard(recipe.spike_factor) if recipe.spike_factor else None
     return NormRun(norm, model, optimizer, out, log, guard=guard)

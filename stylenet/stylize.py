@@ -1,7 +1,8 @@
 """Inference: a loaded checkpoint turns a PIL photo into a stylized PIL photo of the same size.
 
 Speed-ups applied once at load time (measured in ``scripts/bench.py``): BatchNorm folded into the
-preceding conv (BN at eval is a fixed affine map), channels_last memory layout (with instance norms
+preceding conv (BN at eval is a fixed affine map), the upsampling and output convs computed at half
+resolution (``stylenet.subpixel``), channels_last memory layout (with instance norms
 that compute it without copies, ``ImageInstanceNorm``), inference mode,
 and bfloat16 weights and activations where the CPU computes bf16 natively (AVX512-BF16/AMX) or on
 a GPU. bf16 changes pixels by well under 1/255 on average; pass ``precision="fp32"`` to opt out.
@@ -26,6 +27,7 @@ from .checkpoint import load_model
 from .images import limit_size
 from .norms import instance_norm_like, replace_norms
 from .runtime import pick_device, pick_dtype, to_pil, to_tensor
+from .subpixel import rearrange_convs
 from .tiling import run_tiled
 from .transformer import ConvLayer
 from .weights import FAST, WEIGHTS_DIR, resolve
@@ -104,7 +106,7 @@ class Stylizer:
         self.dtype = pick_dtype(precision, device) if optimize else torch.float32
         model = copy.deepcopy(model).eval().to(device)
         if optimize:
-            model = fold_batchnorm(model).to(memory_format=torch.channels_last, dtype=self.dtype)
+            model = rearrange_convs(fold_batchnorm(model)).to(memory_format=torch.channels_last, dtype=self.dtype)
             replace_norms(model, ImageInstanceNorm.like, kinds=(nn.InstanceNorm2d,))
         self._model = model
         self.backend = Backend(model, backend or default_backend(), meta["norm"], device)
