@@ -18,13 +18,14 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from .files import replaced_atomically
 from .norms import NORM_KINDS
-from .transformer import TransformerNet
+from .transformer import RESIDUAL_BLOCKS, TransformerNet
 
 FORMAT = "stylenet"
 VERSION = 2  # 2: named submodules (conv/norm); version-1 files are migrated on load
 READABLE_VERSIONS = (1, 2)
 MODEL_KEYS = ("norm", "width", "style")
 MAX_WIDTH = 512  # 16x Johnson's 32; the shape check below is the real guard, this keeps its numbers sane
+MAX_BLOCKS = 16  # residual blocks; files written before they were recorded have RESIDUAL_BLOCKS
 MAX_STYLE_BYTES = 100  # in UTF-8: a file name (NAME.png, NAME_norm.safetensors) stays far below 255 bytes
 # A style name becomes part of output file names, a path under weights/styles and a UI label:
 # no path separators, no characters Windows file names refuse, no markup.
@@ -92,6 +93,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
     width = meta["width"]
     if meta["norm"] not in NORM_KINDS or type(width) is not int or not 1 <= width <= MAX_WIDTH:
         raise CheckpointError(f"{path}: bad norm/width in metadata (width must be 1 to {MAX_WIDTH})")
+    blocks = meta.setdefault("blocks", RESIDUAL_BLOCKS)
+    if type(blocks) is not int or not 1 <= blocks <= MAX_BLOCKS:
+        raise CheckpointError(f"{path}: bad residual blocks in metadata (must be 1 to {MAX_BLOCKS})")
     try:
         check_style_name(meta["style"])
     except ValueError as exc:
@@ -110,19 +114,25 @@ def check_style_name(style: Any) -> None:
                          f"or any of {''.join(sorted(STYLE_FORBIDDEN))})")
 
 
+def blueprint_of(meta: dict[str, Any]) -> TransformerNet:
+    """The (untrained) network that checked metadata describes."""
+    return TransformerNet(norm=meta["norm"], width=meta["width"], num_residual=meta["blocks"])
+
+
 def check_tensors(path: Path, meta: dict[str, Any], shapes: dict[str, torch.Size]) -> None:
     """Compare tensor names and shapes (read from the file's header, before any tensor is loaded)
     with the network the metadata describes, built on the meta device (no memory): a crafted file
     can make the loader allocate neither a huge network nor huge extra tensors."""
     with torch.device("meta"):
-        blueprint = TransformerNet(norm=meta["norm"], width=meta["width"])
+        blueprint = blueprint_of(meta)
     expected = {k: v.shape for k, v in blueprint.state_dict().items()}
     problems = [f"missing {k}" for k in expected if k not in shapes]
     problems += [f"unexpected {k}" for k in shapes if k not in expected]
     problems += [f"{k} is {tuple(shapes[k])}, expected {tuple(shape)}"
                  for k, shape in expected.items() if k in shapes and shapes[k] != shape]
     if problems:
-        raise CheckpointError(f"{path}: tensors do not match a {meta['norm']} width-{meta['width']} network "
+        raise CheckpointError(f"{path}: tensors do not match a {meta['norm']} width-{meta['width']} "
+                              f"{meta['blocks']}-block network "
                               f"({'; '.join(problems[:3])}{'; ...' if len(problems) > 3 else ''})")
 
 
@@ -130,7 +140,7 @@ def save_model(model: TransformerNet, meta: dict[str, Any], path: Path, half: bo
     """Ship a model: fp16 halves the size at no visible cost (inference runs in fp32)."""
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     atomic_save(state, {**meta, "format": FORMAT, "version": VERSION, "kind": "model",
-                        "norm": model.norm_kind, "width": model.width}, path)
+                        "norm": model.norm_kind, "width": model.width, "blocks": model.num_residual}, path)
 
 
 # Version 1 keys were positional nn.Sequential indices: in a ConvLayer child 1 was the conv and child 2
@@ -165,7 +175,7 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[Transfor
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{path}: weights are not finite (NaN or inf in {bad[0]}): a diverged model")
-    model = TransformerNet(norm=meta["norm"], width=meta["width"])
+    model = blueprint_of(meta)
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), meta
 

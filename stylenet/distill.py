@@ -6,7 +6,7 @@ teacher's own output on the same crop, so the loss is a pixel error plus a light
 up to ``PERCEPTUAL_LAYER`` only, where edges and fine texture live), and a step costs a fraction of a
 style-training step. The student keeps the teacher's norm (a BN teacher in eval mode, as it ships; a BN
 student learns its own running statistics) and the architecture at a smaller ``width``, so it loads,
-exports and stylizes like any other model.
+exports and stylizes like any other model (``blocks`` may also take residual blocks away).
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_model, save_model
+from .checkpoint import MAX_BLOCKS, MAX_WIDTH, load_model, save_model
 from .data import ContentPhotos
 from .losses import content_loss
 from .runtime import pick_device
 from .subpixel import rearrange_convs
-from .transformer import TransformerNet
+from .transformer import RESIDUAL_BLOCKS, TransformerNet
 from .vgg import VGGFeatures
 from .weights import sha256_file
 
@@ -39,6 +39,7 @@ class DistillRecipe:
     teacher: str
     content: str
     width: int = 16
+    blocks: int = RESIDUAL_BLOCKS  # fewer is faster at the same width
     steps: int = 2000
     image_size: int = 256
     batch_size: int = 4
@@ -78,13 +79,19 @@ def distill(recipe: DistillRecipe, out: Path, device: str = "auto") -> dict[str,
         raise ValueError("the student's file would replace its teacher: choose another out")
     if recipe.steps < 1:
         raise ValueError(f"steps must be at least 1 (got {recipe.steps})")
+    if not 1 <= recipe.width <= MAX_WIDTH or not 1 <= recipe.blocks <= MAX_BLOCKS:
+        raise ValueError(f"width must be 1 to {MAX_WIDTH} and blocks 1 to {MAX_BLOCKS} "
+                         f"(got {recipe.width} and {recipe.blocks})")
     dev = pick_device(device)
     teacher, teacher_meta = load_model(Path(recipe.teacher), dev)
-    rearrange_convs(teacher).eval().requires_grad_(False)  # both networks' half-resolution convs: subpixel.py
+    teacher.eval().requires_grad_(False)
     with torch.random.fork_rng():  # the student's initial weights follow the seed, as its crops do
         torch.manual_seed(recipe.seed)
-        student = TransformerNet(teacher.norm_kind, recipe.width).to(dev, memory_format=torch.channels_last)
-    rearrange_convs(student)
+        student = TransformerNet(teacher.norm_kind, recipe.width, recipe.blocks)
+    student = student.to(dev, memory_format=torch.channels_last)
+    if dev.type == "cpu":  # both networks' half-resolution convs, where they were measured (subpixel.py)
+        rearrange_convs(teacher)
+        rearrange_convs(student)
     vgg = VGGFeatures.oxford((PERCEPTUAL_LAYER,)).to(dev, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(student.parameters(), lr=recipe.lr)
     photos = ContentPhotos.scan(Path(recipe.content), recipe.image_size)

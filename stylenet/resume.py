@@ -13,6 +13,7 @@ from .checkpoint import load_model, load_train_state, read_metadata
 from .files import replaced_atomically
 from .recipe import RESUME_MUST_MATCH, Recipe
 from .step import NormRun
+from .transformer import RESIDUAL_BLOCKS
 from .weights import sha256_file, total_steps
 
 LOG_COLUMNS = ("step", "content", "style", "tv", "total", "images_per_s", "seconds")
@@ -23,9 +24,9 @@ def warm_starts(paths: Sequence[Path], norms: Sequence[str], width: int) -> dict
     chosen: dict[str, Path] = {}
     for path in map(Path, paths):
         meta = read_metadata(path)
-        if meta["norm"] not in norms or meta["width"] != width:
-            raise ValueError(f"--init {path.name} is a {meta['norm']} width-{meta['width']} model; this run "
-                             f"trains {'/'.join(norms)} at width {width}")
+        if meta["norm"] not in norms or meta["width"] != width or meta["blocks"] != RESIDUAL_BLOCKS:
+            raise ValueError(f"--init {path.name} is a {meta['norm']} width-{meta['width']} {meta['blocks']}-block "
+                             f"model; this run trains {'/'.join(norms)} at width {width} with {RESIDUAL_BLOCKS} blocks")
         if meta["norm"] in chosen:
             raise ValueError(f"--init {chosen[meta['norm']].name} and {path.name} are both {meta['norm']} models")
         chosen[meta["norm"]] = path

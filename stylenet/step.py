@@ -53,8 +53,8 @@ class StepMode:
         ``--ablations`` for each taken out again; docs/benchmarks.md, "Training speed"; fused Adam tied once in
         four). bf16 only where the hardware runs it natively (a GPU, a CPU with AVX512-BF16 or AMX):
         emulated bf16 was not measured to pay. The compiled instance norm and the half-resolution convs
-        (the largest single gain without bf16) only on the CPU, the one place they were measured. torch.compile of the whole forward is left off: a minute of compiling
-        for no gain per step."""
+        (the largest single gain without bf16) only on the CPU, the one place they were measured.
+        torch.compile of the whole forward is left off: a minute of compiling for no gain per step."""
         return cls(channels_last=True, bf16=native_bf16(device), fused_adam=True, short_content_pass=True,
                    compiled_instance_norm=device.type == "cpu", subpixel=device.type == "cpu")
 

@@ -2,7 +2,7 @@
 
 Speed-ups applied once at load time (measured in ``scripts/bench.py``): BatchNorm folded into the
 preceding conv (BN at eval is a fixed affine map), the upsampling and output convs computed at half
-resolution (``stylenet.subpixel``), channels_last memory layout (with instance norms
+resolution on the CPU (``stylenet.subpixel``), channels_last memory layout (with instance norms
 that compute it without copies, ``ImageInstanceNorm``), inference mode,
 and bfloat16 weights and activations where the CPU computes bf16 natively (AVX512-BF16/AMX) or on
 a GPU. bf16 changes pixels by well under 1/255 on average; pass ``precision="fp32"`` to opt out.
@@ -106,7 +106,10 @@ class Stylizer:
         self.dtype = pick_dtype(precision, device) if optimize else torch.float32
         model = copy.deepcopy(model).eval().to(device)
         if optimize:
-            model = rearrange_convs(fold_batchnorm(model)).to(memory_format=torch.channels_last, dtype=self.dtype)
+            model = fold_batchnorm(model)
+            if device.type == "cpu":  # where the half-resolution convs were measured (docs/benchmarks.md)
+                rearrange_convs(model)
+            model = model.to(memory_format=torch.channels_last, dtype=self.dtype)
             replace_norms(model, ImageInstanceNorm.like, kinds=(nn.InstanceNorm2d,))
         self._model = model
         self.backend = Backend(model, backend or default_backend(), meta["norm"], device)

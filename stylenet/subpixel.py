@@ -8,8 +8,8 @@ idle. The two nearest-upsample + 3x3 stages took 1.1 s, a third of it spent on t
 * ``PhaseUpsampleConv2d``: a nearest x2 upsample followed by a reflection-padded 3x3 conv gives each of
   the four output phases (even/odd row, even/odd column) a 2x2 conv of the *low*-resolution input (the
   3x3 taps that land on the same low-res pixel add up; reflection by one pixel of the upsampled image is
-  replication of the low-res one). One 2x2 conv with 4x the output channels computes all phases,
-  (4 x 4) / 9 x 4 = 1.8x fewer MACs than the 3x3 conv at full resolution, and no upsampled copy.
+  replication of the low-res one). One 2x2 conv with 4x the output channels computes all phases:
+  4 phases x 4 taps against 4 pixels x 9 taps, 2.25x fewer MACs, and no upsampled copy.
 * ``SpaceToDepthConv2d``: a stride-1 kxk conv (k odd) of an even-sized image equals a (k//2 + 1)-square conv
   of its 2x2 space-to-depth rearrangement (4x the input channels, a quarter of the pixels) whose output is
   rearranged back: 9x9 32 -> 3 becomes 5x5 128 -> 12, more MACs but a shape the CPU kernels run well.
@@ -46,10 +46,10 @@ class PhaseUpsampleConv2d(nn.Conv2d):
     def __init__(self, conv: nn.Conv2d) -> None:
         if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.groups != 1:
             raise ValueError("only a 3x3, stride-1 convolution follows an upsample here")
-        super().__init__(conv.in_channels, conv.out_channels, 3, bias=conv.bias is not None,
-                         device=conv.weight.device, dtype=conv.weight.dtype)
-        self.weight, self.bias = conv.weight, conv.bias
+        super().__init__(conv.in_channels, conv.out_channels, 3, bias=conv.bias is not None, device="meta")
+        self.weight, self.bias = conv.weight, conv.bias  # meta placeholders above: no memory, no random draws
         self.register_buffer("taps", _phase_taps(3, 1).to(conv.weight), persistent=False)
+        self.train(conv.training)
 
     def phase_weight(self) -> torch.Tensor:
         """(4 * out, in, 2, 2): phase-major (phase 2a+b holds the output rows 2i+a, columns 2j+b)."""
@@ -75,11 +75,12 @@ class SpaceToDepthConv2d(nn.Conv2d):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         k = conv.kernel_size[0]
-        if conv.kernel_size != (k, k) or k % 2 == 0 or conv.stride != (1, 1) or conv.groups != 1 or conv.padding != (0, 0):
+        square_odd = conv.kernel_size == (k, k) and k % 2 == 1
+        if not square_odd or conv.stride != (1, 1) or conv.groups != 1 or conv.padding != (0, 0):
             raise ValueError("only a square, odd, stride-1, unpadded convolution is rearranged")
-        super().__init__(conv.in_channels, conv.out_channels, k, bias=conv.bias is not None,
-                         device=conv.weight.device, dtype=conv.weight.dtype)
+        super().__init__(conv.in_channels, conv.out_channels, k, bias=conv.bias is not None, device="meta")
         self.weight, self.bias = conv.weight, conv.bias
+        self.train(conv.training)
         # taps[a, d, q, u] = 1 where output phase a's kernel row d reads input phase q at block offset u.
         taps = torch.zeros(2, k, 2, k // 2 + 1)
         for a in range(2):
@@ -103,13 +104,15 @@ class SpaceToDepthConv2d(nn.Conv2d):
 
 
 def rearrange_convs(model: nn.Module) -> nn.Module:
-    """In place: every upsampling ``ConvLayer``'s conv computed by phases, and every layer with few output
-    channels and a large kernel (the 9x9 output conv) by space-to-depth. Same parameters, same keys."""
+    """In place: every upsampling ``ConvLayer``'s conv computed by phases, and a large-kernel layer that
+    narrows to a few output channels (the 9x9 output conv) by space-to-depth. Same parameters, same keys."""
     for layer in model.modules():
         if not isinstance(layer, ConvLayer) or type(layer.conv) is not nn.Conv2d:
             continue
         if layer.upsample:
             layer.conv, layer.pad, layer.upsample = PhaseUpsampleConv2d(layer.conv), nn.Identity(), False
-        elif layer.conv.out_channels <= 4 and layer.conv.kernel_size[0] >= 5 and layer.conv.stride == (1, 1):
+            layer.pad.train(layer.training)
+        elif (layer.conv.out_channels <= 4 < layer.conv.in_channels and layer.conv.kernel_size[0] >= 5
+              and layer.conv.stride == (1, 1)):
             layer.conv = SpaceToDepthConv2d(layer.conv)
     return model

@@ -1,6 +1,6 @@
 """The feed-forward image transformation network of Johnson et al. (2016).
 
-Layout: reflection-padded 9x9 conv in, two stride-2 convs down, five residual blocks, two
+Layout: reflection-padded 9x9 conv in, two stride-2 convs down, five residual blocks (by default), two
 nearest-neighbour upsample + 3x3 conv stages (no transposed convs, which cause checkerboards), and
 a 9x9 conv out. Each conv but the last is followed by a pluggable norm (see ``norms.py``) and ReLU.
 
@@ -17,6 +17,7 @@ from .norms import create_norm_layer, get_norm
 
 DOWNSCALE = 4  # two stride-2 convs: the network works on sizes divisible by 4
 MIN_SIZE = 16  # smaller inputs are padded up so every reflection pad has room
+RESIDUAL_BLOCKS = 5  # Johnson et al.'s, what training builds; slim students may have fewer
 
 
 class ConvLayer(nn.Module):
@@ -56,12 +57,12 @@ class ResidualBlock(nn.Module):
 
 class TransformerNet(nn.Module):
     """Photo -> stylized photo. ``norm`` picks the normalization (kept as ``norm_kind``: every layer's
-    ``norm`` is its norm module), ``width`` the first conv's channels."""
+    ``norm`` is its norm module), ``width`` the first conv's channels, ``num_residual`` the residual blocks."""
 
-    def __init__(self, norm: str = "instance", width: int = 32, num_residual: int = 5) -> None:
+    def __init__(self, norm: str = "instance", width: int = 32, num_residual: int = RESIDUAL_BLOCKS) -> None:
         super().__init__()
         get_norm(norm)  # fail fast on a bad name
-        self.norm_kind, self.width = norm, width
+        self.norm_kind, self.width, self.num_residual = norm, width, num_residual
         w = width
         self.encoder = nn.Sequential(ConvLayer(3, w, 9, norm=norm), ConvLayer(w, 2 * w, 3, 2, norm=norm),
                                      ConvLayer(2 * w, 4 * w, 3, 2, norm=norm))

@@ -147,11 +147,12 @@ def build_manifest(weights_dir: Path = WEIGHTS_DIR) -> list[dict[str, Any]]:
 
 
 def fast_entry(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's entry for a slim student: its style, norm and width, its teacher (file name and
+    """The manifest's entry for a slim student: its style, norm, width and blocks, its teacher (file name and
     sha256) and how long it learned; its ``recipe`` stays in the file (the teacher's, which made the
     pictures it learned)."""
     distill = meta["distill"]
     entry = {"style": meta["style"], "norm": meta["norm"], "variant": FAST, "file": path.name, "width": meta["width"],
+             "blocks": meta["blocks"],
              "steps": meta.get("steps"), "teacher": distill["teacher"], "teacher_sha256": distill["teacher_sha256"],
              "teacher_width": distill["teacher_width"], "final_losses": meta.get("final_losses"),
              "sha256": sha256_file(path), "bytes": path.stat().st_size}

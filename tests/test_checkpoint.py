@@ -3,10 +3,10 @@ import pickle
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from stylenet import checkpoint
-from stylenet.checkpoint import CheckpointError, load_model, read_metadata, save_model
+from stylenet.checkpoint import FORMAT, CheckpointError, load_model, read_metadata, read_raw_metadata, save_model
 from stylenet.transformer import TransformerNet
 
 
@@ -95,7 +95,7 @@ def test_crafted_width_refused_before_the_network_is_built(tmp_path, monkeypatch
         return TransformerNet(*args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "TransformerNet", guarded)
-    with pytest.raises(CheckpointError, match="do not match a instance width-400 network"):
+    with pytest.raises(CheckpointError, match="do not match a instance width-400 5-block network"):
         load_model(path)
     assert built == []
 
@@ -160,3 +160,21 @@ def test_weights_that_are_not_finite_refused(tmp_path, bad):
     save_model(net, {"style": "diverged"}, path)
     with pytest.raises(CheckpointError, match="not finite .* decoder.0.conv.weight"):
         load_model(path)
+
+
+def test_residual_blocks_are_recorded_and_a_file_without_them_has_five(tmp_path):
+    slim = tmp_path / "slim.safetensors"
+    save_model(TransformerNet("instance", 4, num_residual=3), {"style": "x"}, slim)
+    model, meta = load_model(slim)
+    assert meta["blocks"] == model.num_residual == len(model.residuals) == 3
+    old = tmp_path / "old.safetensors"
+    save_model(TransformerNet("instance", 4), {"style": "x"}, old)
+    state, raw = load_file(str(old)), read_raw_metadata(old)
+    del raw["blocks"]
+    save_file(state, str(old), metadata={FORMAT: json.dumps(raw)})
+    assert len(load_model(old)[0].residuals) == 5
+    for bad in (0, 17, 3.0, True, None):
+        raw["blocks"] = bad
+        save_file(state, str(old), metadata={FORMAT: json.dumps(raw)})
+        with pytest.raises(CheckpointError, match="bad residual blocks"):
+            load_model(old)

@@ -44,3 +44,21 @@ def test_a_student_never_replaces_its_teacher(tmp_path, photo_dir):
     with pytest.raises(ValueError, match="would replace its teacher"):
         distill(DistillRecipe(teacher=str(teacher), content=str(photo_dir), steps=2), teacher, device="cpu")
     assert sha256_file(teacher) == before
+
+
+@pytest.mark.parametrize("field", [{"blocks": 0}, {"blocks": 17}, {"width": 0}])
+def test_a_student_that_could_not_be_loaded_is_refused_before_training(tmp_path, photo_dir, field):
+    teacher = make_checkpoint(tmp_path / "stripes_instance.safetensors", "instance", width=8)
+    with pytest.raises(ValueError, match="width must be 1 to 512 and blocks 1 to 16"):
+        distill(DistillRecipe(teacher=str(teacher), content=str(photo_dir), steps=2, **field),
+                tmp_path / "s.safetensors", device="cpu")
+    assert not (tmp_path / "s.safetensors").exists()
+
+
+def test_a_student_with_fewer_residual_blocks_records_them(tmp_path, photo_dir):
+    teacher = make_checkpoint(tmp_path / "stripes_instance.safetensors", "instance", width=8)
+    out = tmp_path / "s.safetensors"
+    distill(DistillRecipe(teacher=str(teacher), content=str(photo_dir), width=4, blocks=3, steps=2, image_size=32,
+                          batch_size=2), out, device="cpu")
+    student, meta = load_model(out)
+    assert (len(student.residuals), meta["blocks"], meta["distill"]["blocks"]) == (3, 3, 3)

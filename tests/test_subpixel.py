@@ -36,12 +36,24 @@ def test_rearranged_network_trains_like_the_textbook_one(norm, size):
     assert (grads[1] - grads[0]).norm() <= 1e-4 * grads[0].norm()
 
 
-def test_the_rearranged_layers_share_the_original_parameters():
-    net = TransformerNet("instance", width=4)
+def test_the_rearranged_layers_share_the_original_parameters_and_mode():
+    net = TransformerNet("instance", width=4).eval()
     up, out = net.decoder[0].conv, net.decoder[2].conv
+    state = torch.random.get_rng_state()
     rearrange_convs(net)
+    assert torch.equal(torch.random.get_rng_state(), state)  # no weights drawn and thrown away
     assert net.decoder[0].conv.weight is up.weight and net.decoder[2].conv.bias is out.bias
     assert isinstance(net.decoder[0].pad, nn.Identity) and not net.decoder[0].upsample
+    assert not any(m.training for m in net.modules())
+    assert type(net.encoder[0].conv) is nn.Conv2d  # 3 -> 4 channels at 9x9: widens, not the output conv
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 3), (3, 2), (7, 5)])
+def test_the_phase_conv_alone_matches_upsample_pad_conv_at_odd_sizes(size):
+    conv = nn.Conv2d(5, 6, 3)
+    x = torch.rand(2, 5, *size)
+    textbook = conv(nn.functional.pad(nn.functional.interpolate(x, scale_factor=2), (1, 1, 1, 1), mode="reflect"))
+    torch.testing.assert_close(PhaseUpsampleConv2d(conv)(x), textbook, atol=1e-5, rtol=1e-4)
 
 
 def test_space_to_depth_falls_back_on_an_odd_input_and_refuses_an_even_kernel():

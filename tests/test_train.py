@@ -117,13 +117,13 @@ def test_init_refuses_a_width_or_norm_mismatch_in_one_line(tmp_path, photo_dir, 
     ckpt = tmp_path / "b16.safetensors"
     save_model(TransformerNet("batch", 16), {"style": "x"}, ckpt)
     recipe = Recipe(style=str(painting), content=str(photo_dir), steps=1, **TINY)
-    with pytest.raises(ValueError, match=r"^--init b16.safetensors is a batch width-16 model; this run trains "
-                                         r"instance at width 8$"):
+    with pytest.raises(ValueError, match=r"^--init b16.safetensors is a batch width-16 5-block model; this run "
+                                         r"trains instance at width 8 with 5 blocks$"):
         train(recipe, ["instance"], tmp_path / "m.safetensors", init=[ckpt], device="cpu")
     result = cli(*cli_args(tmp_path, photo_dir, painting, 1), "--init", str(ckpt))
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: --init b16.safetensors is a batch width-16 model; this run trains " \
-                                    "batch at width 8"
+    assert result.stderr.strip() == "error: --init b16.safetensors is a batch width-16 5-block model; this run " \
+                                    "trains batch at width 8 with 5 blocks"
 
 
 def test_resume_continues_exactly(tmp_path, photo_dir, painting):

@@ -28,7 +28,7 @@ def test_a_slim_student_is_listed_apart_and_named_style_norm_fast(tmp_path, caps
     assert [m["file"] for m in models] == [m["file"] for m in manifest["models"]] == [teacher.name]
     [fast] = manifest["fast"]
     assert fast | {"sha256": "", "bytes": 0} == {
-        "style": "stripes", "norm": "instance", "variant": "fast", "file": student.name, "width": 4, "steps": 3,
+        "style": "stripes", "norm": "instance", "variant": "fast", "file": student.name, "width": 4, "blocks": 5, "steps": 3,
         "teacher": teacher.name, "teacher_sha256": sha256_file(teacher), "teacher_width": 8, "final_losses": None,
         "sha256": "", "bytes": 0, "log": "stripes_instance_fast.csv"}
     assert resolve("stripes/instance/fast", tmp_path) == student and resolve("stripes/instance", tmp_path) == teacher
