@@ -23,7 +23,7 @@ from .checkpoint import MAX_BLOCKS, MAX_WIDTH, load_model, save_model
 from .data import ContentPhotos
 from .losses import content_loss
 from .runtime import pick_device
-from .subpixel import rearrange_convs
+from .subpixel import pays_on, rearrange_convs
 from .transformer import RESIDUAL_BLOCKS, TransformerNet
 from .vgg import VGGFeatures
 from .weights import sha256_file
@@ -89,7 +89,7 @@ def distill(recipe: DistillRecipe, out: Path, device: str = "auto") -> dict[str,
         torch.manual_seed(recipe.seed)
         student = TransformerNet(teacher.norm_kind, recipe.width, recipe.blocks)
     student = student.to(dev, memory_format=torch.channels_last)
-    if dev.type == "cpu":  # both networks' half-resolution convs, where they were measured (subpixel.py)
+    if pays_on(dev):  # both networks' half-resolution convs (subpixel.py)
         rearrange_convs(teacher)
         rearrange_convs(student)
     vgg = VGGFeatures.oxford((PERCEPTUAL_LAYER,)).to(dev, memory_format=torch.channels_last)

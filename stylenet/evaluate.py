@@ -36,6 +36,7 @@ LONG_SIDE = 512
 # The held-out photos the evaluation scripts' grids show (of examples/, where every score is taken).
 GRID_PHOTOS = ("skimage_chelsea.jpg", "lomiri_aitzgorri_by_Aitzol_Berasategi.jpg")
 
+
 def at_long_side(img: Image.Image, long_side: int = LONG_SIDE) -> Image.Image:
     """``img`` in RGB, resized (up or down, Lanczos) so that its longer side is ``long_side``."""
     img = img.convert("RGB")

@@ -21,7 +21,7 @@ from .guard import SpikeGuard
 from .losses import content_loss, gram_matrix, style_loss, total_variation
 from .recipe import Recipe, learning_rate, style_weight
 from .runtime import native_bf16, to_tensor
-from .subpixel import rearrange_convs
+from .subpixel import pays_on, rearrange_convs
 from .transformer import TransformerNet
 from .vgg import STYLE_LAYERS, VGGFeatures
 
@@ -56,7 +56,7 @@ class StepMode:
         (the largest single gain without bf16) only on the CPU, the one place they were measured.
         torch.compile of the whole forward is left off: a minute of compiling for no gain per step."""
         return cls(channels_last=True, bf16=native_bf16(device), fused_adam=True, short_content_pass=True,
-                   compiled_instance_norm=device.type == "cpu", subpixel=device.type == "cpu")
+                   compiled_instance_norm=device.type == "cpu", subpixel=pays_on(device))
 
     @property
     def memory_format(self) -> torch.memory_format:

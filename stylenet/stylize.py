@@ -27,7 +27,7 @@ from .checkpoint import load_model
 from .images import limit_size
 from .norms import instance_norm_like, replace_norms
 from .runtime import pick_device, pick_dtype, to_pil, to_tensor
-from .subpixel import rearrange_convs
+from .subpixel import pays_on, rearrange_convs
 from .tiling import run_tiled
 from .transformer import ConvLayer
 from .weights import FAST, WEIGHTS_DIR, resolve
@@ -107,7 +107,7 @@ class Stylizer:
         model = copy.deepcopy(model).eval().to(device)
         if optimize:
             model = fold_batchnorm(model)
-            if device.type == "cpu":  # where the half-resolution convs were measured (docs/benchmarks.md)
+            if pays_on(device):
                 rearrange_convs(model)
             model = model.to(memory_format=torch.channels_last, dtype=self.dtype)
             replace_norms(model, ImageInstanceNorm.like, kinds=(nn.InstanceNorm2d,))

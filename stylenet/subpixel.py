@@ -28,16 +28,16 @@ from torch import nn
 
 from .transformer import ConvLayer
 
+# PHASE_TAPS[a, d, j] = 1 where row d of the 3x3 kernel lands, for output phase a, on tap j of the 2-pixel
+# low-res window: phase 0 (rows i-1, i, i) reads window (i-1, i), phase 1 (rows i, i, i+1) window (i, i+1).
+PHASE_TAPS = torch.tensor([[[1., 0.], [0., 1.], [0., 1.]],
+                           [[1., 0.], [1., 0.], [0., 1.]]])
 
-def _phase_taps(kernel: int, pad: int) -> torch.Tensor:
-    """(2, kernel, taps) 0/1: which low-res tap of an output phase's window each kernel row lands on."""
-    starts = [(a - pad) // 2 for a in range(2)]
-    taps = (1 - pad + kernel - 1) // 2 - starts[1] + 1
-    out = torch.zeros(2, kernel, taps)
-    for a in range(2):
-        for d in range(kernel):
-            out[a, d, (a + d - pad) // 2 - starts[a]] = 1
-    return out
+
+def pays_on(device: torch.device) -> bool:
+    """Whether to rearrange a network that runs on ``device``: on the CPU, the one place it was measured
+    faster (docs/benchmarks.md)."""
+    return device.type == "cpu"
 
 
 class PhaseUpsampleConv2d(nn.Conv2d):
@@ -48,7 +48,7 @@ class PhaseUpsampleConv2d(nn.Conv2d):
             raise ValueError("only a 3x3, stride-1 convolution follows an upsample here")
         super().__init__(conv.in_channels, conv.out_channels, 3, bias=conv.bias is not None, device="meta")
         self.weight, self.bias = conv.weight, conv.bias  # meta placeholders above: no memory, no random draws
-        self.register_buffer("taps", _phase_taps(3, 1).to(conv.weight), persistent=False)
+        self.register_buffer("taps", PHASE_TAPS.to(conv.weight), persistent=False)
         self.train(conv.training)
 
     def phase_weight(self) -> torch.Tensor:

@@ -6,7 +6,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stylenet import checkpoint
-from stylenet.checkpoint import FORMAT, CheckpointError, load_model, read_metadata, read_raw_metadata, save_model
+from stylenet.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    load_model,
+    read_metadata,
+    read_raw_metadata,
+    save_model,
+)
 from stylenet.transformer import TransformerNet
 
 
